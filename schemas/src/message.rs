@@ -1,0 +1,227 @@
+//! The typed payloads. Each variant is one thing that happens in a run; adding a variant is a
+//! compatible change for readers that dead-letter unknown kinds, adding a field to a variant is
+//! compatible for everyone (unknown fields are ignored on decode).
+
+use crate::role::Role;
+use crate::run::RunState;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Every message kind muster sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "body", rename_all = "snake_case")]
+pub enum Payload {
+    /// A request to start a run (the body of `muster.trigger.<protocol>` requests).
+    RunTriggered(RunTriggered),
+    /// The orchestrator's answer to a trigger.
+    TriggerReply(TriggerReply),
+    /// A run was created and its first work dispatched.
+    RunStarted(RunStarted),
+    /// A run reached a terminal state.
+    RunFinished(RunFinished),
+    /// Work for a role agent: run this step now.
+    StepAssigned(StepAssigned),
+    /// A step is still running; the agent extended its lease.
+    StepProgress(StepProgress),
+    /// A step attempt ended.
+    StepResult(StepResult),
+    /// An agent is alive and has this much capacity.
+    AgentHeartbeat(AgentHeartbeat),
+}
+
+impl Payload {
+    /// The wire name of the variant, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Payload::RunTriggered(_) => "run_triggered",
+            Payload::TriggerReply(_) => "trigger_reply",
+            Payload::RunStarted(_) => "run_started",
+            Payload::RunFinished(_) => "run_finished",
+            Payload::StepAssigned(_) => "step_assigned",
+            Payload::StepProgress(_) => "step_progress",
+            Payload::StepResult(_) => "step_result",
+            Payload::AgentHeartbeat(_) => "agent_heartbeat",
+        }
+    }
+}
+
+/// A request to start a run of a protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunTriggered {
+    /// The protocol to run, by id.
+    pub protocol_id: String,
+    /// Input values as given by the caller (validated and typed by the orchestrator).
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    /// The protocol itself, when the caller submits a file the orchestrator has not loaded
+    /// (`muster run --nats`). It is stored with the run, so the run keeps the version it
+    /// started with even if the file changes later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<crate::protocol::Protocol>,
+}
+
+/// The orchestrator's answer to [`RunTriggered`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TriggerReply {
+    /// The run exists and its state is durable.
+    Accepted {
+        /// The new run's id.
+        run_id: Uuid,
+    },
+    /// The trigger was refused; nothing was created.
+    Refused {
+        /// Why, in words a user can act on.
+        reason: String,
+        /// What kind of refusal, for scripts.
+        code: RefusalCode,
+    },
+}
+
+/// Why a trigger was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    /// No protocol with that id is loaded.
+    UnknownProtocol,
+    /// An input is missing, unknown or of the wrong type.
+    InvalidInput,
+    /// The orchestrator could not write the run state.
+    Unavailable,
+}
+
+/// A run was created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStarted {
+    /// The run.
+    pub run_id: Uuid,
+    /// The protocol it runs.
+    pub protocol_id: String,
+}
+
+/// A run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunFinished {
+    /// The run.
+    pub run_id: Uuid,
+    /// Its terminal state.
+    pub state: RunState,
+}
+
+/// An `exec` action with every template already rendered: the agent runs exactly this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// The program, looked up on `PATH` when it has no slash. Never run through a shell.
+    pub program: String,
+    /// Arguments, one element each.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Wall-clock limit; the whole process group is killed when it passes.
+    pub timeout_ms: u64,
+}
+
+/// Work for a role agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepAssigned {
+    /// The run.
+    pub run_id: Uuid,
+    /// The step within the protocol.
+    pub step_id: String,
+    /// The role that must execute it; an agent of another role refuses it.
+    pub owner: Role,
+    /// The orchestrator's attempt number for this step (1-based). Redeliveries of the same
+    /// assignment keep it; a retry decided by the orchestrator increments it.
+    pub attempt: u32,
+    /// A stable key for this step attempt, exported to the action as `MUSTER_IDEMPOTENCY_KEY`
+    /// so scripts can make their side effects idempotent.
+    pub idempotency_key: String,
+    /// What to run.
+    pub exec: ExecSpec,
+}
+
+/// Proof of life for a running step (sent with every lease extension).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepProgress {
+    /// The run.
+    pub run_id: Uuid,
+    /// The step.
+    pub step_id: String,
+    /// The orchestrator's attempt number.
+    pub attempt: u32,
+    /// How often the bus has delivered this assignment (1 = first delivery).
+    pub delivery: u32,
+    /// The executing agent's id.
+    pub agent: String,
+    /// Time since the step started on this agent.
+    pub elapsed_ms: u64,
+}
+
+/// How a step attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The program exited 0.
+    Succeeded,
+    /// The program exited non-zero or was killed by a signal.
+    Failed,
+    /// The timeout passed and the process group was killed.
+    TimedOut,
+    /// The program could not be started (not found, not executable, bad cwd).
+    SpawnFailed,
+}
+
+/// The end of a step attempt, with what the orchestrator and a human need to judge it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    /// The run.
+    pub run_id: Uuid,
+    /// The step.
+    pub step_id: String,
+    /// The orchestrator's attempt number this result answers.
+    pub attempt: u32,
+    /// Which delivery of the assignment produced it.
+    pub delivery: u32,
+    /// The executing agent's id.
+    pub agent: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The exit code, when the program exited normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The last bytes of standard output (bounded, lossy UTF-8).
+    #[serde(default)]
+    pub stdout_tail: String,
+    /// The last bytes of standard error (bounded, lossy UTF-8).
+    #[serde(default)]
+    pub stderr_tail: String,
+    /// Named outputs the step produced.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+    /// Wall-clock duration on the agent.
+    pub duration_ms: u64,
+    /// When the agent started the program.
+    pub started_at: Timestamp,
+}
+
+/// An agent's periodic proof of life (core NATS, never persisted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentHeartbeat {
+    /// The agent's role.
+    pub role: Role,
+    /// The agent's id.
+    pub agent: String,
+    /// Steps running now.
+    pub in_flight: u32,
+    /// Steps it may run at once.
+    pub capacity: u32,
+    /// When the agent started.
+    pub started_at: Timestamp,
+}

@@ -1,0 +1,249 @@
+//! The durable state of a run and the JSON view of it that scripts consume.
+//!
+//! [`RunSnapshot`] is what the orchestrator writes to the `muster_runs` KV bucket (MessagePack)
+//! with a compare-and-set on every transition, *before* acting on it. [`RunStatus`] is the
+//! stable JSON contract printed by `muster status --json`; fields may be added, never renamed
+//! or removed.
+
+use crate::message::Outcome;
+use crate::protocol::Protocol;
+use crate::role::Role;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Where a run is in its life.
+///
+/// `pending → running ⇄ waiting → succeeded | failed | rolled_back | cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Created, nothing dispatched yet.
+    Pending,
+    /// Work is dispatched or executing.
+    Running,
+    /// Held at a gate, for a human, or in retry backoff.
+    Waiting,
+    /// Every step succeeded.
+    Succeeded,
+    /// A step failed for good and nothing was rolled back.
+    Failed,
+    /// A failure was compensated by rollback actions.
+    RolledBack,
+    /// An operator cancelled it.
+    Cancelled,
+}
+
+impl RunState {
+    /// Whether the run will never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunState::Succeeded | RunState::Failed | RunState::RolledBack | RunState::Cancelled
+        )
+    }
+
+    /// The wire name, for tables and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Pending => "pending",
+            RunState::Running => "running",
+            RunState::Waiting => "waiting",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::RolledBack => "rolled_back",
+            RunState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Where a step is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// Not dispatched yet.
+    Pending,
+    /// Dispatched to its role's work queue, or executing.
+    Running,
+    /// Finished with success.
+    Succeeded,
+    /// Finished without success.
+    Failed,
+    /// Not run (its condition was false, or an operator skipped it).
+    Skipped,
+    /// Its compensating action ran.
+    RolledBack,
+}
+
+impl StepState {
+    /// The wire name, for tables and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Succeeded => "succeeded",
+            StepState::Failed => "failed",
+            StepState::Skipped => "skipped",
+            StepState::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// The durable record of one step in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The step id from the protocol.
+    pub id: String,
+    /// Its owner role.
+    pub owner: Role,
+    /// Its state.
+    pub state: StepState,
+    /// The orchestrator's current attempt number (0 until first dispatched).
+    pub attempt: u32,
+    /// How many deliveries the accepted result needed (redeliveries after a lost lease count).
+    pub deliveries: u32,
+    /// The agent whose result was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// How it ended, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// Exit code of the accepted attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Duration of the accepted attempt on the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// When it was dispatched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    /// When its result was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// Tail of standard output of the accepted attempt.
+    #[serde(default)]
+    pub stdout_tail: String,
+    /// Tail of standard error of the accepted attempt.
+    #[serde(default)]
+    pub stderr_tail: String,
+    /// Outputs of the accepted attempt.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl StepRecord {
+    /// A step that has not started.
+    pub fn pending(id: &str, owner: Role) -> Self {
+        Self {
+            id: id.to_owned(),
+            owner,
+            state: StepState::Pending,
+            attempt: 0,
+            deliveries: 0,
+            agent: None,
+            outcome: None,
+            exit_code: None,
+            duration_ms: None,
+            started_at: None,
+            finished_at: None,
+            stdout_tail: String::new(),
+            stderr_tail: String::new(),
+            outputs: BTreeMap::new(),
+        }
+    }
+}
+
+/// The whole durable state of a run: enough to resume it after any crash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSnapshot {
+    /// The run id (UUID v7, so ids sort by creation time).
+    pub id: Uuid,
+    /// The protocol as it was when the run started.
+    pub protocol: Protocol,
+    /// The validated inputs, defaults applied.
+    pub inputs: BTreeMap<String, String>,
+    /// The run's state.
+    pub state: RunState,
+    /// When it was created.
+    pub started_at: Timestamp,
+    /// When it reached a terminal state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// Why it failed, in words, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// One record per protocol step, in protocol order.
+    pub steps: Vec<StepRecord>,
+}
+
+impl RunSnapshot {
+    /// The stable JSON view of this run.
+    pub fn status(&self) -> RunStatus {
+        RunStatus {
+            id: self.id,
+            protocol: self.protocol.id.clone(),
+            state: self.state,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            reason: self.reason.clone(),
+            inputs: self.inputs.clone(),
+            steps: self
+                .steps
+                .iter()
+                .map(|s| StepStatus {
+                    id: s.id.clone(),
+                    owner: s.owner,
+                    state: s.state,
+                    attempts: s.deliveries.max(s.attempt),
+                    agent: s.agent.clone(),
+                    exit_code: s.exit_code,
+                    duration_ms: s.duration_ms,
+                    outcome: s.outcome,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `muster status --json`: the stable view of a run (see `docs/status-json.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStatus {
+    /// Run id.
+    pub id: Uuid,
+    /// Protocol id.
+    pub protocol: String,
+    /// Run state.
+    pub state: RunState,
+    /// Creation time (RFC 3339).
+    pub started_at: Timestamp,
+    /// Terminal time (RFC 3339), or null.
+    pub finished_at: Option<Timestamp>,
+    /// Why it failed, or null.
+    pub reason: Option<String>,
+    /// Inputs after validation and defaults.
+    pub inputs: BTreeMap<String, String>,
+    /// Steps in protocol order.
+    pub steps: Vec<StepStatus>,
+}
+
+/// One step in [`RunStatus`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStatus {
+    /// Step id.
+    pub id: String,
+    /// Owner role.
+    pub owner: Role,
+    /// Step state.
+    pub state: StepState,
+    /// Executions so far: orchestrator attempts, or bus deliveries if a lease was lost.
+    pub attempts: u32,
+    /// The agent whose result was accepted, or null.
+    pub agent: Option<String>,
+    /// Exit code, or null.
+    pub exit_code: Option<i32>,
+    /// Duration on the agent in milliseconds, or null.
+    pub duration_ms: Option<u64>,
+    /// How it ended, or null.
+    pub outcome: Option<Outcome>,
+}

@@ -1,0 +1,225 @@
+//! Golden vectors pin the wire format: every message kind is encoded from a fixed value and
+//! compared byte for byte with `schemas/golden/<kind>.msgpack`, and each file decodes back to the
+//! same value. Run with `MUSTER_BLESS=1` to rewrite the files after a deliberate change.
+
+use muster_schemas::message::{
+    AgentHeartbeat, ExecSpec, Outcome, RefusalCode, RunFinished, RunStarted, RunTriggered,
+    StepAssigned, StepProgress, StepResult, TriggerReply,
+};
+use muster_schemas::run::RunState;
+use muster_schemas::{Component, Envelope, Payload, Role, SCHEMA_VERSION, Sender, TraceContext, decode, encode};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use uuid::Uuid;
+
+fn run_id() -> Uuid {
+    Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001)
+}
+
+fn envelope(payload: Payload) -> Envelope {
+    Envelope {
+        schema: SCHEMA_VERSION,
+        id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_00ff),
+        run_id: Some(run_id()),
+        causation_id: Some(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_00fe)),
+        sender: Sender { component: Component::Agent, role: Some(Role::Devops), id: "devops-1".into() },
+        time: "2026-11-25T12:00:00Z".parse().unwrap_or_default(),
+        trace: Some(TraceContext {
+            traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+            tracestate: None,
+        }),
+        payload,
+    }
+}
+
+fn exec() -> ExecSpec {
+    ExecSpec {
+        program: "install".into(),
+        args: vec!["-D".into(), "/etc/hostname".into(), "/tmp/out".into()],
+        env: BTreeMap::from([("LANG".into(), "C".into())]),
+        cwd: Some("/tmp".into()),
+        timeout_ms: 30_000,
+    }
+}
+
+/// One sample of every payload kind. A new kind must be added here (the match below refuses to
+/// compile otherwise).
+fn samples() -> Vec<Envelope> {
+    let payloads = vec![
+        Payload::RunTriggered(RunTriggered {
+            protocol_id: "host-report".into(),
+            inputs: BTreeMap::from([("workdir".into(), "/tmp/x".into())]),
+            protocol: None,
+        }),
+        Payload::TriggerReply(TriggerReply::Accepted { run_id: run_id() }),
+        Payload::RunStarted(RunStarted { run_id: run_id(), protocol_id: "host-report".into() }),
+        Payload::RunFinished(RunFinished { run_id: run_id(), state: RunState::Succeeded }),
+        Payload::StepAssigned(StepAssigned {
+            run_id: run_id(),
+            step_id: "write-file".into(),
+            owner: Role::Devops,
+            attempt: 1,
+            idempotency_key: "run/write-file/1".into(),
+            exec: exec(),
+        }),
+        Payload::StepProgress(StepProgress {
+            run_id: run_id(),
+            step_id: "write-file".into(),
+            attempt: 1,
+            delivery: 1,
+            agent: "devops-1".into(),
+            elapsed_ms: 10_000,
+        }),
+        Payload::StepResult(StepResult {
+            run_id: run_id(),
+            step_id: "write-file".into(),
+            attempt: 1,
+            delivery: 2,
+            agent: "devops-1".into(),
+            outcome: Outcome::Succeeded,
+            exit_code: Some(0),
+            stdout_tail: "ok\n".into(),
+            stderr_tail: String::new(),
+            outputs: BTreeMap::from([("path".into(), "/tmp/out".into())]),
+            duration_ms: 12,
+            started_at: "2026-11-25T12:00:00Z".parse().unwrap_or_default(),
+        }),
+        Payload::AgentHeartbeat(AgentHeartbeat {
+            role: Role::Devops,
+            agent: "devops-1".into(),
+            in_flight: 1,
+            capacity: 4,
+            started_at: "2026-11-25T11:00:00Z".parse().unwrap_or_default(),
+        }),
+    ];
+    for p in &payloads {
+        // Exhaustiveness guard: adding a variant breaks this match until a sample exists.
+        match p {
+            Payload::RunTriggered(_)
+            | Payload::TriggerReply(_)
+            | Payload::RunStarted(_)
+            | Payload::RunFinished(_)
+            | Payload::StepAssigned(_)
+            | Payload::StepProgress(_)
+            | Payload::StepResult(_)
+            | Payload::AgentHeartbeat(_) => {}
+        }
+    }
+    payloads.into_iter().map(envelope).collect()
+}
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden")
+}
+
+#[test]
+fn every_kind_matches_its_golden_bytes_in_both_directions() {
+    let bless = std::env::var_os("MUSTER_BLESS").is_some();
+    let samples = samples();
+    assert_eq!(samples.len(), 8);
+    for sample in samples {
+        let path = golden_dir().join(format!("{}.msgpack", sample.payload.kind()));
+        let bytes = encode(&sample).expect("sample encodes");
+        if bless {
+            std::fs::write(&path, &bytes).expect("write golden");
+        }
+        let golden = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (bless with MUSTER_BLESS=1)", path.display()));
+        assert_eq!(hex::encode(&bytes), hex::encode(&golden), "encoding of {} changed", sample.payload.kind());
+        assert_eq!(decode(&golden).expect("golden decodes"), sample);
+    }
+}
+
+#[test]
+fn refusal_reply_round_trips() {
+    let e = envelope(Payload::TriggerReply(TriggerReply::Refused {
+        reason: "unknown protocol `x`".into(),
+        code: RefusalCode::UnknownProtocol,
+    }));
+    assert_eq!(decode(&encode(&e).expect("encodes")).expect("decodes"), e);
+}
+
+/// A newer sender adds fields at the envelope and payload level; this build must still read it.
+#[test]
+fn a_message_with_extra_fields_from_a_newer_sender_still_decodes() {
+    let golden = std::fs::read(golden_dir().join("step_result.msgpack")).expect("golden");
+    let mut value: rmpv::Value = rmpv::decode::read_value(&mut golden.as_slice()).expect("msgpack");
+    let add = |map: &mut rmpv::Value, key: &str| {
+        if let rmpv::Value::Map(entries) = map {
+            entries.push((key.into(), rmpv::Value::from("from the future")));
+        }
+    };
+    add(&mut value, "priority");
+    if let rmpv::Value::Map(entries) = &mut value {
+        for (k, v) in entries.iter_mut() {
+            if k.as_str() == Some("payload") {
+                if let rmpv::Value::Map(inner) = v {
+                    for (ik, iv) in inner.iter_mut() {
+                        if ik.as_str() == Some("body") {
+                            add(iv, "cpu_seconds");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &value).expect("encode");
+    assert!(bytes.len() > golden.len());
+    let decoded = decode(&bytes).expect("extra fields are ignored");
+    assert_eq!(decoded, decode(&golden).expect("golden"));
+}
+
+#[test]
+fn an_unknown_kind_is_a_typed_error() {
+    let golden = std::fs::read(golden_dir().join("run_started.msgpack")).expect("golden");
+    let mut value: rmpv::Value = rmpv::decode::read_value(&mut golden.as_slice()).expect("msgpack");
+    if let rmpv::Value::Map(entries) = &mut value {
+        for (k, v) in entries.iter_mut() {
+            if k.as_str() == Some("payload") {
+                if let rmpv::Value::Map(inner) = v {
+                    for (ik, iv) in inner.iter_mut() {
+                        if ik.as_str() == Some("kind") {
+                            *iv = "rocket_launched".into();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &value).expect("encode");
+    let err = decode(&bytes).expect_err("unknown kind");
+    assert_eq!(err.label(), "unknown_kind", "{err}");
+}
+
+/// Decoding is total: random bytes, truncations and bit flips of every golden vector all give
+/// `Ok` or a typed error, never a panic. (The cargo-fuzz target in `fuzz/` explores further.)
+#[test]
+fn garbage_never_panics() {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut errors = 0;
+    for _ in 0..20_000 {
+        let len = (next() % 64) as usize;
+        let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        errors += usize::from(decode(&bytes).is_err());
+    }
+    assert!(errors > 19_000, "random bytes should almost never decode ({errors})");
+    for entry in std::fs::read_dir(golden_dir()).expect("golden dir") {
+        let golden = std::fs::read(entry.expect("entry").path()).expect("read");
+        for cut in 0..golden.len() {
+            assert!(decode(&golden[..cut]).is_err(), "a truncated message must not decode");
+        }
+        for _ in 0..2_000 {
+            let mut mutated = golden.clone();
+            let at = (next() as usize) % mutated.len();
+            mutated[at] ^= 1 << (next() % 8);
+            let _ = decode(&mutated);
+        }
+    }
+}
