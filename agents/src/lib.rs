@@ -1,1 +1,21 @@
-//! placeholder
+//! The muster services and the `muster` command.
+//!
+//! - [`orchestrator`]: triggers → runs, results → next dispatch; [`orchestrator::engine`] is the
+//!   pure state machine behind it.
+//! - [`agent`]: the role-agent runtime (claim, execute, keep the lease, report, ack).
+//! - [`exec`]: running a program without a shell in its own process group.
+//! - [`store`]: run snapshots in KV with compare-and-set.
+//! - [`wire`]: envelopes on the bus and deterministic message ids.
+//! - [`embedded`]: the whole system in one process over the memory bus (`muster run`).
+//! - [`cli`]: the `muster` command line.
+
+pub mod agent;
+pub mod cli;
+pub mod embedded;
+pub mod error;
+pub mod exec;
+pub mod orchestrator;
+pub mod store;
+pub mod wire;
+
+pub use error::{Error, Result};

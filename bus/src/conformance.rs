@@ -5,8 +5,8 @@
 //! [`MAX_DELIVER`] deliveries, so lease expiry and redelivery are exercised in about a second.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::traits::{Bucket, Bus, Delivery, EventStream, Request, Subscription};
 use crate::Error;
+use crate::traits::{Bucket, Bus, Delivery, EventStream, Request, Subscription};
 use bytes::Bytes;
 use std::time::Duration;
 

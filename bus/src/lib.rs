@@ -27,4 +27,6 @@ pub mod conformance;
 pub mod testing;
 
 pub use error::{Error, Result};
-pub use traits::{Bucket, Bus, DeadLetter, Delivery, EventStream, Events, KvEntry, Kv, Messaging, Request, Subscription, WorkQueue};
+pub use traits::{
+    Bucket, Bus, DeadLetter, Delivery, EventStream, Events, Kv, KvEntry, Messaging, Request, Subscription, WorkQueue,
+};

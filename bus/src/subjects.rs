@@ -82,10 +82,7 @@ impl Subjects {
 
 /// Subject tokens cannot hold `.`, `*`, `>` or whitespace; agent ids may (`host.example:42`).
 pub fn sanitize_token(token: &str) -> String {
-    token
-        .chars()
-        .map(|c| if c == '.' || c == '*' || c == '>' || c.is_whitespace() { '_' } else { c })
-        .collect()
+    token.chars().map(|c| if c == '.' || c == '*' || c == '>' || c.is_whitespace() { '_' } else { c }).collect()
 }
 
 /// NATS subject matching: `*` matches one token, a trailing `>` one or more.

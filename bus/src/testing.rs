@@ -57,13 +57,15 @@ impl NatsServer {
             ),
         )?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("nats.log"))?;
-        let child = Command::new(&self.binary)
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start {}: {e} (run scripts/test to install it)", self.binary.display())))?;
+        let child =
+            Command::new(&self.binary).arg("-c").arg(&config).stdout(Stdio::null()).stderr(log).spawn().map_err(
+                |e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot start {}: {e} (run scripts/test to install it)", self.binary.display()),
+                    )
+                },
+            )?;
         self.child = Some(child);
         self.wait_ready(Duration::from_secs(20))
     }
@@ -75,9 +77,14 @@ impl NatsServer {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
-                return Err(std::io::Error::other(format!("nats-server exited early ({status}); log:\n{}", self.log())));
+                return Err(std::io::Error::other(format!(
+                    "nats-server exited early ({status}); log:\n{}",
+                    self.log()
+                )));
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() && self.log().contains("Server is ready") {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+                && self.log().contains("Server is ready")
+            {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -47,7 +47,12 @@ pub trait Events: Send + Sync + 'static {
     /// Binds (creating if absent) the durable consumer `durable` over `filter`. A consumer that
     /// is bound again resumes after its last acknowledged event; unacknowledged ones come again
     /// once their ack wait passes.
-    fn event_stream(&self, durable: &str, filter: &str, ack_wait: Duration) -> impl Future<Output = Result<Self::Stream>> + Send;
+    fn event_stream(
+        &self,
+        durable: &str,
+        filter: &str,
+        ack_wait: Duration,
+    ) -> impl Future<Output = Result<Self::Stream>> + Send;
 }
 
 /// A message moved aside because it could not be processed.
@@ -116,7 +121,13 @@ pub trait Kv: Send + Sync + 'static {
     fn kv_create(&self, bucket: Bucket, key: &str, value: Bytes) -> impl Future<Output = Result<u64>> + Send;
     /// Replaces the value if the revision is still `expected`; else
     /// [`crate::Error::RevisionMismatch`]. Returns the new revision.
-    fn kv_update(&self, bucket: Bucket, key: &str, value: Bytes, expected: u64) -> impl Future<Output = Result<u64>> + Send;
+    fn kv_update(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        value: Bytes,
+        expected: u64,
+    ) -> impl Future<Output = Result<u64>> + Send;
     /// Every key, in no particular order.
     fn kv_keys(&self, bucket: Bucket) -> impl Future<Output = Result<Vec<String>>> + Send;
 }

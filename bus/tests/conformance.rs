@@ -1,5 +1,6 @@
 //! The conformance suite against both implementations. The NATS half starts a real
 //! `nats-server` per check (free loopback port, own store, `sync_interval: always`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use muster_bus::conformance::{LEASE, MAX_DELIVER, QUEUES};
 use muster_bus::memory::{MemoryBus, MemoryOptions};

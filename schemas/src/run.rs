@@ -38,10 +38,7 @@ pub enum RunState {
 impl RunState {
     /// Whether the run will never change again.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            RunState::Succeeded | RunState::Failed | RunState::RolledBack | RunState::Cancelled
-        )
+        matches!(self, RunState::Succeeded | RunState::Failed | RunState::RolledBack | RunState::Cancelled)
     }
 
     /// The wire name, for tables and logs.

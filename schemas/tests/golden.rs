@@ -1,10 +1,11 @@
 //! Golden vectors pin the wire format: every message kind is encoded from a fixed value and
 //! compared byte for byte with `schemas/golden/<kind>.msgpack`, and each file decodes back to the
 //! same value. Run with `MUSTER_BLESS=1` to rewrite the files after a deliberate change.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use muster_schemas::message::{
-    AgentHeartbeat, ExecSpec, Outcome, RefusalCode, RunFinished, RunStarted, RunTriggered,
-    StepAssigned, StepProgress, StepResult, TriggerReply,
+    AgentHeartbeat, ExecSpec, Outcome, RefusalCode, RunFinished, RunStarted, RunTriggered, StepAssigned, StepProgress,
+    StepResult, TriggerReply,
 };
 use muster_schemas::run::RunState;
 use muster_schemas::{Component, Envelope, Payload, Role, SCHEMA_VERSION, Sender, TraceContext, decode, encode};
@@ -123,7 +124,8 @@ fn every_kind_matches_its_golden_bytes_in_both_directions() {
         if bless {
             std::fs::write(&path, &bytes).expect("write golden");
         }
-        let golden = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (bless with MUSTER_BLESS=1)", path.display()));
+        let golden =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (bless with MUSTER_BLESS=1)", path.display()));
         assert_eq!(hex::encode(&bytes), hex::encode(&golden), "encoding of {} changed", sample.payload.kind());
         assert_eq!(decode(&golden).expect("golden decodes"), sample);
     }
@@ -138,32 +140,37 @@ fn refusal_reply_round_trips() {
     assert_eq!(decode(&encode(&e).expect("encodes")).expect("decodes"), e);
 }
 
+/// The map entry `key` of a MessagePack map, if present.
+fn entry<'a>(map: &'a mut rmpv::Value, key: &str) -> Option<&'a mut rmpv::Value> {
+    let rmpv::Value::Map(entries) = map else { return None };
+    entries.iter_mut().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+}
+
+fn read_golden(kind: &str) -> (Vec<u8>, rmpv::Value) {
+    let golden = std::fs::read(golden_dir().join(format!("{kind}.msgpack"))).expect("golden");
+    let value = rmpv::decode::read_value(&mut golden.as_slice()).expect("msgpack");
+    (golden, value)
+}
+
+fn write(value: &rmpv::Value) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, value).expect("encode");
+    bytes
+}
+
 /// A newer sender adds fields at the envelope and payload level; this build must still read it.
 #[test]
 fn a_message_with_extra_fields_from_a_newer_sender_still_decodes() {
-    let golden = std::fs::read(golden_dir().join("step_result.msgpack")).expect("golden");
-    let mut value: rmpv::Value = rmpv::decode::read_value(&mut golden.as_slice()).expect("msgpack");
+    let (golden, mut value) = read_golden("step_result");
     let add = |map: &mut rmpv::Value, key: &str| {
         if let rmpv::Value::Map(entries) = map {
             entries.push((key.into(), rmpv::Value::from("from the future")));
         }
     };
     add(&mut value, "priority");
-    if let rmpv::Value::Map(entries) = &mut value {
-        for (k, v) in entries.iter_mut() {
-            if k.as_str() == Some("payload") {
-                if let rmpv::Value::Map(inner) = v {
-                    for (ik, iv) in inner.iter_mut() {
-                        if ik.as_str() == Some("body") {
-                            add(iv, "cpu_seconds");
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let mut bytes = Vec::new();
-    rmpv::encode::write_value(&mut bytes, &value).expect("encode");
+    let body = entry(&mut value, "payload").and_then(|p| entry(p, "body")).expect("payload body");
+    add(body, "cpu_seconds");
+    let bytes = write(&value);
     assert!(bytes.len() > golden.len());
     let decoded = decode(&bytes).expect("extra fields are ignored");
     assert_eq!(decoded, decode(&golden).expect("golden"));
@@ -171,24 +178,9 @@ fn a_message_with_extra_fields_from_a_newer_sender_still_decodes() {
 
 #[test]
 fn an_unknown_kind_is_a_typed_error() {
-    let golden = std::fs::read(golden_dir().join("run_started.msgpack")).expect("golden");
-    let mut value: rmpv::Value = rmpv::decode::read_value(&mut golden.as_slice()).expect("msgpack");
-    if let rmpv::Value::Map(entries) = &mut value {
-        for (k, v) in entries.iter_mut() {
-            if k.as_str() == Some("payload") {
-                if let rmpv::Value::Map(inner) = v {
-                    for (ik, iv) in inner.iter_mut() {
-                        if ik.as_str() == Some("kind") {
-                            *iv = "rocket_launched".into();
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let mut bytes = Vec::new();
-    rmpv::encode::write_value(&mut bytes, &value).expect("encode");
-    let err = decode(&bytes).expect_err("unknown kind");
+    let (_, mut value) = read_golden("run_started");
+    *entry(&mut value, "payload").and_then(|p| entry(p, "kind")).expect("payload kind") = "rocket_launched".into();
+    let err = decode(&write(&value)).expect_err("unknown kind");
     assert_eq!(err.label(), "unknown_kind", "{err}");
 }
 

@@ -11,11 +11,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+/// A signal as delivered: its subject and body.
+type Signal = (String, Bytes);
+
 #[derive(Debug)]
 pub(super) struct Registry {
     buffer: usize,
     servers: Mutex<Vec<(String, mpsc::Sender<MemoryRequest>)>>,
-    listeners: Mutex<Vec<(String, mpsc::Sender<(String, Bytes)>)>>,
+    listeners: Mutex<Vec<(String, mpsc::Sender<Signal>)>>,
     turn: AtomicUsize,
 }
 

@@ -30,10 +30,8 @@ impl std::fmt::Debug for NatsDelivery {
 
 impl NatsDelivery {
     pub(super) fn new(bus: NatsBus, queue: &str, msg: jetstream::Message) -> Self {
-        let (deliveries, stream_sequence) = msg
-            .info()
-            .map(|i| (u32::try_from(i.delivered).unwrap_or(u32::MAX), i.stream_sequence))
-            .unwrap_or((1, 0));
+        let (deliveries, stream_sequence) =
+            msg.info().map(|i| (u32::try_from(i.delivered).unwrap_or(u32::MAX), i.stream_sequence)).unwrap_or((1, 0));
         Self { bus, queue: queue.to_owned(), msg, deliveries, stream_sequence }
     }
 

@@ -10,20 +10,14 @@ use futures::TryStreamExt;
 impl NatsBus {
     async fn store(&self, bucket: Bucket) -> Result<Store> {
         let name = self.bucket_name(bucket);
-        self.inner
-            .js
-            .get_key_value(&name)
-            .await
-            .map_err(|e| Error::NotProvisioned(format!("bucket {name}: {e}")))
+        self.inner.js.get_key_value(&name).await.map_err(|e| Error::NotProvisioned(format!("bucket {name}: {e}")))
     }
 }
 
 impl Kv for NatsBus {
     async fn kv_get(&self, bucket: Bucket, key: &str) -> Result<Option<KvEntry>> {
         let entry = self.store(bucket).await?.entry(key).await.map_err(unavailable)?;
-        Ok(entry
-            .filter(|e| e.operation == Operation::Put)
-            .map(|e| KvEntry { value: e.value, revision: e.revision }))
+        Ok(entry.filter(|e| e.operation == Operation::Put).map(|e| KvEntry { value: e.value, revision: e.revision }))
     }
 
     async fn kv_create(&self, bucket: Bucket, key: &str, value: Bytes) -> Result<u64> {

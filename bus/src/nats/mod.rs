@@ -17,7 +17,7 @@ mod messaging;
 mod provision;
 
 use crate::subjects::Subjects;
-use crate::traits::{Bucket, DeadLetter, Events, EventStream, WorkQueue};
+use crate::traits::{Bucket, DeadLetter, EventStream, Events, WorkQueue};
 use crate::{Error, Result};
 use async_nats::jetstream::{self, consumer::PullConsumer, message::PublishMessage as Publish};
 use bytes::Bytes;
@@ -121,13 +121,14 @@ impl NatsBus {
         if let Some(c) = self.inner.consumers.lock().unwrap_or_else(PoisonError::into_inner).get(&name) {
             return Ok(c.clone());
         }
-        let stream = self.inner.js.get_stream(self.stream_name("WORK")).await.map_err(|e| {
-            Error::NotProvisioned(format!("stream {}: {e}", self.stream_name("WORK")))
-        })?;
-        let consumer: PullConsumer = stream
-            .get_consumer(&name)
+        let stream = self
+            .inner
+            .js
+            .get_stream(self.stream_name("WORK"))
             .await
-            .map_err(|e| Error::NotProvisioned(format!("consumer {name}: {e}")))?;
+            .map_err(|e| Error::NotProvisioned(format!("stream {}: {e}", self.stream_name("WORK"))))?;
+        let consumer: PullConsumer =
+            stream.get_consumer(&name).await.map_err(|e| Error::NotProvisioned(format!("consumer {name}: {e}")))?;
         self.inner.consumers.lock().unwrap_or_else(PoisonError::into_inner).insert(name, consumer.clone());
         Ok(consumer)
     }
@@ -224,7 +225,8 @@ impl WorkQueue for NatsBus {
 
     async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>> {
         let name = self.stream_name("DLQ");
-        let mut stream = self.inner.js.get_stream(&name).await.map_err(|e| Error::NotProvisioned(format!("stream {name}: {e}")))?;
+        let mut stream =
+            self.inner.js.get_stream(&name).await.map_err(|e| Error::NotProvisioned(format!("stream {name}: {e}")))?;
         let info = stream.info().await.map_err(unavailable)?;
         let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         let wanted = self.inner.subjects.dead_letter(queue);

@@ -54,7 +54,12 @@ impl NatsBus {
         let options = &inner.options;
         let subjects = &inner.subjects;
         let streams = [
-            (self.stream_name("WORK"), subjects.work_all(), stream::RetentionPolicy::WorkQueue, options.work_max_messages),
+            (
+                self.stream_name("WORK"),
+                subjects.work_all(),
+                stream::RetentionPolicy::WorkQueue,
+                options.work_max_messages,
+            ),
             (self.stream_name("EVENTS"), subjects.event_all(), stream::RetentionPolicy::Limits, -1),
             (self.stream_name("DLQ"), subjects.dead_letter_all(), stream::RetentionPolicy::Limits, -1),
         ];
@@ -69,7 +74,11 @@ impl NatsBus {
                 duplicate_window: options.duplicate_window,
                 ..Default::default()
             };
-            inner.js.get_or_create_stream(config).await.map_err(|e| Error::Unavailable(format!("stream {name}: {e}")))?;
+            inner
+                .js
+                .get_or_create_stream(config)
+                .await
+                .map_err(|e| Error::Unavailable(format!("stream {name}: {e}")))?;
         }
         let work = inner.js.get_stream(self.stream_name("WORK")).await.map_err(unavailable)?;
         for queue in queues {
@@ -84,14 +93,21 @@ impl NatsBus {
                 max_deliver: -1,
                 ..Default::default()
             };
-            work.get_or_create_consumer(&name, config).await.map_err(|e| Error::Unavailable(format!("consumer {name}: {e}")))?;
+            work.get_or_create_consumer(&name, config)
+                .await
+                .map_err(|e| Error::Unavailable(format!("consumer {name}: {e}")))?;
         }
         for bucket in Bucket::ALL {
             let name = self.bucket_name(bucket);
             if inner.js.get_key_value(&name).await.is_ok() {
                 continue;
             }
-            let config = kv::Config { bucket: name.clone(), history: 1, storage: stream::StorageType::File, ..Default::default() };
+            let config = kv::Config {
+                bucket: name.clone(),
+                history: 1,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            };
             inner.js.create_key_value(config).await.map_err(|e| Error::Unavailable(format!("bucket {name}: {e}")))?;
         }
         Ok(())

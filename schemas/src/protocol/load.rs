@@ -107,19 +107,21 @@ fn strip_location_suffix(message: &str) -> String {
 /// Suggests the closest valid name for `unknown field`/`unknown variant` errors and says what a
 /// `missing field` needs.
 fn hint_for(message: &str) -> Option<String> {
-    let ticked: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    let given = message.split('`').nth(1)?;
     if message.starts_with("unknown field") || message.starts_with("unknown variant") {
-        let (given, expected) = ticked.split_first()?;
-        let best = did_you_mean(given, expected.iter().copied());
-        let what = if message.starts_with("unknown field") { "key" } else { "value" };
-        return Some(match best {
-            Some(best) => format!("did you mean `{best}`?"),
-            None => format!("valid {what}s here: {}", expected.join(", ")),
-        });
+        let expected: Vec<&str> = message
+            .split_once("expected one of ")
+            .map(|(_, list)| list.split(',').map(|s| s.trim().trim_matches('`')).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        let what = if message.starts_with("unknown field") { "keys" } else { "values" };
+        return match did_you_mean(given, expected.iter().copied()) {
+            Some(best) => Some(format!("did you mean `{best}`?")),
+            None if expected.is_empty() => None,
+            None => Some(format!("valid {what} here: {}", expected.join(", "))),
+        };
     }
     if message.starts_with("missing field") {
-        let field = ticked.first()?;
-        return Some(match *field {
+        return Some(match given {
             "owner" => "every step needs `owner:` one of resource, devops, security, sre".into(),
             "exec" => "every step needs an action, e.g. `exec: { program: echo, args: [hi] }`".into(),
             other => format!("add `{other}:` here"),
@@ -202,7 +204,11 @@ fn check(path: &str, protocol: &Protocol, located: &Located) -> Vec<Diagnostic> 
             );
         }
         if !seen.insert(step.id.value.as_str()) {
-            report(step.id.referenced, format!("duplicate step id `{}`", step.id.value), Some("step ids must be unique".into()));
+            report(
+                step.id.referenced,
+                format!("duplicate step id `{}`", step.id.value),
+                Some("step ids must be unique".into()),
+            );
         }
         if step.exec.program.value.trim().is_empty() {
             report(step.exec.program.referenced, "`program` is empty".into(), None);

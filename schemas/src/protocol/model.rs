@@ -143,12 +143,9 @@ impl std::str::FromStr for DurationSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let signed: jiff::SignedDuration = s
-            .parse()
-            .map_err(|e| format!("invalid duration `{s}` ({e}); write e.g. `30s`, `5m`, `1h30m`"))?;
-        Duration::try_from(signed)
-            .map(DurationSpec)
-            .map_err(|_| format!("duration `{s}` must not be negative"))
+        let signed: jiff::SignedDuration =
+            s.parse().map_err(|e| format!("invalid duration `{s}` ({e}); write e.g. `30s`, `5m`, `1h30m`"))?;
+        Duration::try_from(signed).map(DurationSpec).map_err(|_| format!("duration `{s}` must not be negative"))
     }
 }
 

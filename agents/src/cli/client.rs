@@ -1,0 +1,141 @@
+//! What user commands do against any bus: submit a trigger, follow a run, print it.
+
+use crate::store::RunStore;
+use crate::wire;
+use muster_bus::subjects::Subjects;
+use muster_bus::{Bus, Error as BusError};
+use muster_schemas::message::{RefusalCode, RunTriggered, TriggerReply};
+use muster_schemas::run::{RunSnapshot, RunState, StepState};
+use muster_schemas::{Component, Payload, Sender};
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Why a submission did not start a run.
+#[derive(Debug)]
+pub enum SubmitError {
+    /// The orchestrator refused it.
+    Refused(RefusalCode, String),
+    /// No answer.
+    Unavailable(String),
+}
+
+/// Sends a trigger and waits for the run id. Retries briefly while no orchestrator is serving
+/// yet (it may be starting).
+pub async fn submit<B: Bus>(bus: &B, subjects: &Subjects, trigger: RunTriggered) -> Result<Uuid, SubmitError> {
+    let sender = Sender { component: Component::Cli, role: None, id: format!("cli-{}", std::process::id()) };
+    let subject = subjects.trigger(&trigger.protocol_id);
+    let bytes = wire::seal(&sender, None, Payload::RunTriggered(trigger))
+        .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+    let started = Instant::now();
+    let reply = loop {
+        match bus.request(&subject, bytes.clone(), Duration::from_secs(10)).await {
+            Ok(reply) => break reply,
+            Err(BusError::NoResponders(_)) if started.elapsed() < Duration::from_secs(5) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(BusError::NoResponders(_)) => {
+                return Err(SubmitError::Unavailable("no orchestrator is running".into()));
+            }
+            Err(err) => return Err(SubmitError::Unavailable(err.to_string())),
+        }
+    };
+    match wire::decode(&reply).map(|e| e.payload) {
+        Ok(Payload::TriggerReply(TriggerReply::Accepted { run_id })) => Ok(run_id),
+        Ok(Payload::TriggerReply(TriggerReply::Refused { reason, code })) => Err(SubmitError::Refused(code, reason)),
+        Ok(other) => Err(SubmitError::Unavailable(format!("unexpected reply {}", other.kind()))),
+        Err(err) => Err(SubmitError::Unavailable(format!("undecodable reply: {err}"))),
+    }
+}
+
+/// Polls the run until it ends, printing each step transition to `out`.
+pub async fn follow<B: Bus>(bus: &B, run_id: Uuid, out: &mut dyn Write) -> Result<RunSnapshot, String> {
+    let store = RunStore::new(bus.clone());
+    let mut shown: HashMap<String, StepState> = HashMap::new();
+    let mut announced = false;
+    let mut failures = 0;
+    loop {
+        match store.load(run_id).await {
+            Ok(Some((run, _))) => {
+                failures = 0;
+                if !announced {
+                    let _ = writeln!(out, "run {} · {} · {} steps", run.id, run.protocol.id, run.steps.len());
+                    announced = true;
+                }
+                print_changes(&run, &mut shown, out);
+                if run.state.is_terminal() {
+                    print_summary(&run, out);
+                    return Ok(run);
+                }
+            }
+            Ok(None) => return Err(format!("run {run_id} not found")),
+            Err(err) => {
+                failures += 1;
+                if failures > 50 {
+                    return Err(format!("cannot read run {run_id}: {err}"));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn print_changes(run: &RunSnapshot, shown: &mut HashMap<String, StepState>, out: &mut dyn Write) {
+    for step in &run.steps {
+        if shown.get(&step.id) == Some(&step.state) || step.state == StepState::Pending {
+            continue;
+        }
+        shown.insert(step.id.clone(), step.state);
+        let mark = match step.state {
+            StepState::Running => "▸",
+            StepState::Succeeded => "✓",
+            StepState::Failed => "✗",
+            _ => "·",
+        };
+        let mut line =
+            format!("  {mark} {:<10} {:<24} {:<10}", format!("[{}]", step.owner), step.id, step.state.as_str());
+        if let Some(ms) = step.duration_ms {
+            line.push_str(&format!(" {:>7}", format_ms(ms)));
+        }
+        if let Some(agent) = &step.agent {
+            line.push_str(&format!("  by {agent}"));
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+        if step.state == StepState::Succeeded {
+            for text in last_lines(&step.stdout_tail, 3) {
+                let _ = writeln!(out, "      │ {text}");
+            }
+        }
+    }
+}
+
+/// The last `n` non-empty lines of an output tail, for a glance at what a step printed.
+fn last_lines(text: &str, n: usize) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+fn print_summary(run: &RunSnapshot, out: &mut dyn Write) {
+    let elapsed = run
+        .finished_at
+        .and_then(|f| f.duration_since(run.started_at).try_into().ok())
+        .map(|d: Duration| format_ms(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+        .unwrap_or_default();
+    let _ = writeln!(out, "run {} {} in {elapsed}", run.id, run.state.as_str());
+    if run.state != RunState::Succeeded {
+        if let Some(reason) = &run.reason {
+            let _ = writeln!(out, "  reason: {reason}");
+        }
+        for step in run.steps.iter().filter(|s| s.state == StepState::Failed) {
+            for line in last_lines(&step.stderr_tail, 10) {
+                let _ = writeln!(out, "  {} stderr │ {line}", step.id);
+            }
+        }
+    }
+}
+
+/// `1234` → `1.2s`, `87` → `87ms`.
+pub fn format_ms(ms: u64) -> String {
+    if ms < 1000 { format!("{ms}ms") } else { format!("{:.1}s", ms as f64 / 1000.0) }
+}

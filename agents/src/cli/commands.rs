@@ -1,0 +1,288 @@
+//! The user commands: `run`, `trigger`, `status`, `runs`, `validate`.
+
+use super::Cluster;
+use super::client::{self, SubmitError};
+use super::exit;
+use super::services::connect;
+use super::settings::Settings;
+use crate::embedded::{Embedded, EmbeddedOptions};
+use crate::store::RunStore;
+use muster_bus::Bus;
+use muster_bus::subjects::Subjects;
+use muster_schemas::message::{RefusalCode, RunTriggered};
+use muster_schemas::protocol::{LoadError, Protocol, read_protocol, resolve_inputs};
+use muster_schemas::run::{RunSnapshot, RunState};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+/// `muster run FILE`.
+pub async fn run(
+    settings: &Settings,
+    file: &Path,
+    inputs: Vec<(String, String)>,
+    nats: Option<String>,
+    json: bool,
+) -> u8 {
+    let protocol = match load(file) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let inputs: BTreeMap<String, String> = inputs.into_iter().collect();
+    if let Err(err) = resolve_inputs(&protocol, &inputs) {
+        eprintln!("error: {}: {err}", file.display());
+        return exit::INVALID;
+    }
+    let trigger = RunTriggered { protocol_id: protocol.id.clone(), inputs, protocol: Some(protocol) };
+    let nats = nats.or_else(|| settings.nats_url.clone());
+    if let Some(url) = nats {
+        let bus = match connect(settings, &url, "muster-cli").await {
+            Ok(bus) => bus,
+            Err(code) => return code,
+        };
+        return submit_and_follow(&bus, settings, trigger, true, json).await;
+    }
+    let embedded = Embedded::start(&EmbeddedOptions {
+        lease: settings.lease.0,
+        max_deliver: settings.max_deliver,
+        agent_concurrency: settings.agent_concurrency,
+        shutdown_grace: settings.shutdown_grace.0,
+    });
+    let code = submit_and_follow(&embedded.bus, settings, trigger, true, json).await;
+    embedded.shutdown().await;
+    code
+}
+
+/// `muster trigger PROTOCOL`.
+pub async fn trigger(
+    settings: &Settings,
+    protocol: &str,
+    inputs: Vec<(String, String)>,
+    wait: bool,
+    json: bool,
+    cluster: Cluster,
+) -> u8 {
+    let bus = match connect_cluster(settings, cluster, "muster-cli").await {
+        Ok(bus) => bus,
+        Err(code) => return code,
+    };
+    let trigger =
+        RunTriggered { protocol_id: protocol.to_owned(), inputs: inputs.into_iter().collect(), protocol: None };
+    submit_and_follow(&bus, settings, trigger, wait, json).await
+}
+
+async fn submit_and_follow<B: Bus>(bus: &B, settings: &Settings, trigger: RunTriggered, wait: bool, json: bool) -> u8 {
+    let run_id = match client::submit(bus, &Subjects::new(settings.prefix.clone()), trigger).await {
+        Ok(id) => id,
+        Err(SubmitError::Refused(code, reason)) => {
+            eprintln!("error: trigger refused: {reason}");
+            return match code {
+                RefusalCode::UnknownProtocol | RefusalCode::InvalidInput => exit::INVALID,
+                RefusalCode::Unavailable => exit::UNAVAILABLE,
+            };
+        }
+        Err(SubmitError::Unavailable(reason)) => {
+            eprintln!("error: {reason}");
+            return exit::UNAVAILABLE;
+        }
+    };
+    if !wait {
+        if json {
+            println!("{}", serde_json::json!({ "id": run_id }));
+        } else {
+            println!("{run_id}");
+        }
+        return exit::OK;
+    }
+    let mut progress: Box<dyn Write> = if json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+    match client::follow(bus, run_id, &mut progress).await {
+        Ok(run) => {
+            if json {
+                print_json(&run.status());
+            }
+            if run.state == RunState::Succeeded { exit::OK } else { exit::RUN_FAILED }
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+/// `muster status RUN`.
+pub async fn status(settings: &Settings, run_id: &str, json: bool, cluster: Cluster) -> u8 {
+    let Ok(id) = run_id.parse::<Uuid>() else {
+        eprintln!("error: `{run_id}` is not a run id (a UUID, as printed by `muster trigger`)");
+        return exit::INVALID;
+    };
+    let bus = match connect_cluster(settings, cluster, "muster-cli").await {
+        Ok(bus) => bus,
+        Err(code) => return code,
+    };
+    match RunStore::new(bus).load(id).await {
+        Ok(Some((run, _))) => {
+            if json {
+                print_json(&run.status());
+            } else {
+                print_run(&run);
+            }
+            exit::OK
+        }
+        Ok(None) => {
+            eprintln!("error: no run {id}");
+            exit::INVALID
+        }
+        Err(err) => {
+            eprintln!("error: cannot read run {id}: {err}");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+/// `muster runs`.
+pub async fn runs(settings: &Settings, json: bool, cluster: Cluster) -> u8 {
+    let bus = match connect_cluster(settings, cluster, "muster-cli").await {
+        Ok(bus) => bus,
+        Err(code) => return code,
+    };
+    match RunStore::new(bus).list().await {
+        Ok(runs) => {
+            if json {
+                print_json(&runs.iter().map(RunSnapshot::status).collect::<Vec<_>>());
+            } else if runs.is_empty() {
+                println!("no runs yet");
+            } else {
+                println!("{:<36}  {:<24}  {:<11}  {}", "ID", "PROTOCOL", "STATE", "STARTED");
+                for run in &runs {
+                    println!("{:<36}  {:<24}  {:<11}  {}", run.id, run.protocol.id, run.state.as_str(), run.started_at);
+                }
+            }
+            exit::OK
+        }
+        Err(err) => {
+            eprintln!("error: cannot list runs: {err}");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+/// `muster validate PATHS...`.
+pub fn validate(paths: &[PathBuf], json: bool) -> u8 {
+    let mut files = Vec::new();
+    for path in paths {
+        match protocol_files(path) {
+            Ok(found) => files.extend(found),
+            Err(err) => {
+                eprintln!("error: {}: {err}", path.display());
+                return exit::INVALID;
+            }
+        }
+    }
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for file in &files {
+        match read_protocol(file) {
+            Ok(protocol) => {
+                let mut roles = BTreeMap::<String, usize>::new();
+                for step in &protocol.steps {
+                    *roles.entry(step.owner.to_string()).or_default() += 1;
+                }
+                let per_role = roles.iter().map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ");
+                if !json {
+                    println!(
+                        "{}: ok: protocol `{}`, {} steps ({per_role})",
+                        file.display(),
+                        protocol.id,
+                        protocol.steps.len()
+                    );
+                }
+                reports.push(serde_json::json!({ "file": file, "ok": true, "protocol": protocol.id, "steps": protocol.steps.len(), "diagnostics": [] }));
+            }
+            Err(err) => {
+                failed = true;
+                let diagnostics = match &err {
+                    LoadError::Invalid(d) => serde_json::to_value(d).unwrap_or_default(),
+                    LoadError::Io { .. } => {
+                        serde_json::json!([{ "path": file, "line": 0, "column": 0, "message": err.to_string(), "hint": null }])
+                    }
+                };
+                if !json {
+                    eprintln!("{err}");
+                }
+                reports.push(serde_json::json!({ "file": file, "ok": false, "diagnostics": diagnostics }));
+            }
+        }
+    }
+    if json {
+        print_json(&reports);
+    }
+    if failed { exit::RUN_FAILED } else { exit::OK }
+}
+
+/// The protocol files at `path`: the file itself, or the `*.yaml`/`*.yml` files directly in a
+/// directory, sorted.
+pub fn protocol_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads one protocol, printing diagnostics; `Err` carries the exit code.
+pub fn load(file: &Path) -> Result<Protocol, u8> {
+    read_protocol(file).map_err(|err| {
+        eprintln!("{err}");
+        exit::INVALID
+    })
+}
+
+async fn connect_cluster(settings: &Settings, cluster: Cluster, name: &str) -> Result<muster_bus::nats::NatsBus, u8> {
+    let Some(url) = cluster.nats.or_else(|| settings.nats_url.clone()) else {
+        eprintln!("error: no cluster given: pass --nats URL, set nats_url in muster.toml, or MUSTER_NATS_URL");
+        return Err(exit::INVALID);
+    };
+    connect(settings, &url, name).await
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(err) => eprintln!("error: cannot render JSON: {err}"),
+    }
+}
+
+fn print_run(run: &RunSnapshot) {
+    println!("run       {}", run.id);
+    println!("protocol  {}", run.protocol.id);
+    println!("state     {}", run.state.as_str());
+    println!("started   {}", run.started_at);
+    if let Some(finished) = run.finished_at {
+        println!("finished  {finished}");
+    }
+    if let Some(reason) = &run.reason {
+        println!("reason    {reason}");
+    }
+    println!();
+    println!(
+        "{:<24}  {:<9}  {:<11}  {:>8}  {:>4}  {:>8}  AGENT",
+        "STEP", "OWNER", "STATE", "ATTEMPTS", "EXIT", "DURATION"
+    );
+    for s in run.status().steps {
+        println!(
+            "{:<24}  {:<9}  {:<11}  {:>8}  {:>4}  {:>8}  {}",
+            s.id,
+            s.owner.as_str(),
+            s.state.as_str(),
+            s.attempts,
+            s.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            s.duration_ms.map(client::format_ms).unwrap_or_else(|| "-".into()),
+            s.agent.unwrap_or_else(|| "-".into())
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! The `muster` command line.
+//!
+//! Exit codes, for scripts: `0` success, `1` the run failed (or was cancelled / rolled back),
+//! `2` invalid input (a bad protocol file, unknown or ill-typed inputs, bad flags),
+//! `3` the cluster could not be reached or answered an error.
+
+mod bench;
+mod client;
+mod commands;
+mod services;
+pub mod settings;
+
+use clap::{Parser, Subcommand};
+use muster_schemas::Role;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Runs operational protocols as durable runs carried out by role agents.
+#[derive(Debug, Parser)]
+#[command(name = "muster", version, about, long_about = None, after_help = "Start here:\n  muster run scenarios/host-report.yaml     run a protocol end to end, in this process\n  muster validate scenarios/                 check protocol files\n\nAgainst a NATS cluster:\n  muster orchestrator --nats nats://127.0.0.1:4222 --scenarios scenarios/\n  muster agent devops --nats nats://127.0.0.1:4222\n  muster trigger host-report --wait --nats nats://127.0.0.1:4222")]
+pub struct Cli {
+    /// Settings file (default: ./muster.toml if present). `MUSTER_*` variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// More logging (-v info, -vv debug). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Connection flags shared by the cluster commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Cluster {
+    /// NATS server URL (or `nats_url` in muster.toml, or MUSTER_NATS_URL).
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a protocol file end to end and show progress. Without --nats, everything runs in
+    /// this process on the in-memory bus (not durable).
+    Run {
+        /// The protocol file.
+        file: PathBuf,
+        /// An input value, `name=value` (repeatable).
+        #[arg(short, long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
+        inputs: Vec<(String, String)>,
+        /// Submit to a running cluster instead and follow the run there.
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+        /// Print the final status as JSON on stdout (progress goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a run of a protocol the orchestrator has loaded.
+    Trigger {
+        /// The protocol id.
+        protocol: String,
+        /// An input value, `name=value` (repeatable).
+        #[arg(short, long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
+        inputs: Vec<(String, String)>,
+        /// Follow the run until it ends; exit 0 only if it succeeded.
+        #[arg(long)]
+        wait: bool,
+        /// Print JSON (the run id, or with --wait the final status).
+        #[arg(long)]
+        json: bool,
+        /// Where the cluster is.
+        #[command(flatten)]
+        cluster: Cluster,
+    },
+    /// Show one run.
+    Status {
+        /// The run id.
+        run_id: String,
+        /// Print the stable JSON status (see docs/status-json.md).
+        #[arg(long)]
+        json: bool,
+        /// Where the cluster is.
+        #[command(flatten)]
+        cluster: Cluster,
+    },
+    /// List runs, oldest first.
+    Runs {
+        /// Print a JSON array of statuses.
+        #[arg(long)]
+        json: bool,
+        /// Where the cluster is.
+        #[command(flatten)]
+        cluster: Cluster,
+    },
+    /// Check protocol files (or directories of them) without running anything.
+    Validate {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print diagnostics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the orchestrator service.
+    Orchestrator {
+        /// Where the cluster is.
+        #[command(flatten)]
+        cluster: Cluster,
+        /// Directory of protocol files to load.
+        #[arg(long, value_name = "DIR")]
+        scenarios: Option<PathBuf>,
+    },
+    /// Run a role agent service.
+    Agent {
+        /// The role: resource, devops, security or sre.
+        role: Role,
+        /// Where the cluster is.
+        #[command(flatten)]
+        cluster: Cluster,
+        /// Steps to run at once.
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Instance id (default: <role>-<host>-<pid>).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Measure step throughput and latency through NATS against the raw JetStream floor.
+    Bench(bench::BenchArgs),
+}
+
+fn parse_input(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not NAME=VALUE"))?;
+    if name.is_empty() {
+        return Err(format!("`{text}` has an empty name"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// Exit codes (see the module docs).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The run did not succeed.
+    pub const RUN_FAILED: u8 = 1;
+    /// Invalid input.
+    pub const INVALID: u8 = 2;
+    /// The cluster could not be reached or failed.
+    pub const UNAVAILABLE: u8 = 3;
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let settings = match settings::Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(exit::INVALID);
+        }
+    };
+    let code = match cli.command {
+        Command::Run { file, inputs, nats, json } => commands::run(&settings, &file, inputs, nats, json).await,
+        Command::Trigger { protocol, inputs, wait, json, cluster } => {
+            commands::trigger(&settings, &protocol, inputs, wait, json, cluster).await
+        }
+        Command::Status { run_id, json, cluster } => commands::status(&settings, &run_id, json, cluster).await,
+        Command::Runs { json, cluster } => commands::runs(&settings, json, cluster).await,
+        Command::Validate { paths, json } => commands::validate(&paths, json),
+        Command::Orchestrator { cluster, scenarios } => services::orchestrator(&settings, cluster, scenarios).await,
+        Command::Agent { role, cluster, concurrency, id } => {
+            services::agent(&settings, role, cluster, concurrency, id).await
+        }
+        Command::Bench(args) => bench::run(&settings, args).await,
+    };
+    ExitCode::from(code)
+}

@@ -1,0 +1,145 @@
+//! The long-running services: `muster orchestrator` and `muster agent <role>`.
+
+use super::Cluster;
+use super::commands::{load, protocol_files};
+use super::exit;
+use super::settings::Settings;
+use crate::agent::{Agent, AgentOptions};
+use crate::orchestrator::{Orchestrator, OrchestratorOptions};
+use muster_bus::nats::{NatsBus, NatsOptions};
+use muster_bus::subjects::Subjects;
+use muster_schemas::{CONTENT_TYPE, Role};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// Connects to NATS with the settings' layout; `Err` carries the exit code.
+pub async fn connect(settings: &Settings, url: &str, name: &str) -> Result<NatsBus, u8> {
+    let mut options = NatsOptions::new(url);
+    options.prefix.clone_from(&settings.prefix);
+    options.client_name = name.to_owned();
+    options.content_type = CONTENT_TYPE.to_owned();
+    options.work_ack_wait = settings.lease.0;
+    options.max_deliver = settings.max_deliver;
+    NatsBus::connect(options).await.map_err(|err| {
+        eprintln!("error: cannot use NATS at {url}: {err}");
+        exit::UNAVAILABLE
+    })
+}
+
+fn require_url(settings: &Settings, cluster: Cluster) -> Result<String, u8> {
+    cluster.nats.or_else(|| settings.nats_url.clone()).ok_or_else(|| {
+        eprintln!("error: no NATS URL: pass --nats URL, set nats_url in muster.toml, or MUSTER_NATS_URL");
+        exit::INVALID
+    })
+}
+
+/// Cancels the token on SIGINT or SIGTERM.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => info!(signal = "SIGTERM", "shutting down"),
+            _ = int.recv() => info!(signal = "SIGINT", "shutting down"),
+        }
+        trigger.cancel();
+    });
+    token
+}
+
+/// `muster orchestrator`.
+pub async fn orchestrator(settings: &Settings, cluster: Cluster, scenarios: Option<PathBuf>) -> u8 {
+    let dir = scenarios.unwrap_or_else(|| settings.scenarios.clone());
+    let files = match protocol_files(&dir) {
+        Ok(files) => files,
+        Err(err) => {
+            eprintln!("error: cannot read scenarios from {}: {err}", dir.display());
+            return exit::INVALID;
+        }
+    };
+    let mut protocols = BTreeMap::new();
+    for file in files {
+        let protocol = match load(&file) {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
+        if let Some(previous) = protocols.insert(protocol.id.clone(), protocol) {
+            eprintln!("error: {}: protocol id `{}` is defined twice", file.display(), previous.id);
+            return exit::INVALID;
+        }
+    }
+    let url = match require_url(settings, cluster) {
+        Ok(url) => url,
+        Err(code) => return code,
+    };
+    let bus = match connect(settings, &url, "muster-orchestrator").await {
+        Ok(bus) => bus,
+        Err(code) => return code,
+    };
+    let queues: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+    if let Err(err) = bus.provision(&queues).await {
+        eprintln!("error: cannot create streams and buckets: {err}");
+        return exit::UNAVAILABLE;
+    }
+    info!(protocols = ?protocols.keys().collect::<Vec<_>>(), "protocols loaded");
+    let options = OrchestratorOptions {
+        id: format!("orchestrator-{}-{}", hostname(), std::process::id()),
+        subjects: Subjects::new(settings.prefix.clone()),
+        protocols,
+        result_ack_wait: Duration::from_secs(30),
+    };
+    match Orchestrator::new(bus, options).run(shutdown_on_signals()).await {
+        Ok(()) => exit::OK,
+        Err(err) => {
+            error!(error = %err, "orchestrator failed");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+/// `muster agent ROLE`.
+pub async fn agent(
+    settings: &Settings,
+    role: Role,
+    cluster: Cluster,
+    concurrency: Option<usize>,
+    id: Option<String>,
+) -> u8 {
+    let url = match require_url(settings, cluster) {
+        Ok(url) => url,
+        Err(code) => return code,
+    };
+    let id = id.unwrap_or_else(|| format!("{role}-{}-{}", hostname(), std::process::id()));
+    let bus = match connect(settings, &url, &id).await {
+        Ok(bus) => bus,
+        Err(code) => return code,
+    };
+    let options = AgentOptions {
+        role,
+        id,
+        subjects: Subjects::new(settings.prefix.clone()),
+        concurrency: concurrency.unwrap_or(settings.agent_concurrency).max(1),
+        lease: settings.lease.0,
+        heartbeat_interval: settings.heartbeat.0,
+        shutdown_grace: settings.shutdown_grace.0,
+    };
+    match Agent::new(bus, options).run(shutdown_on_signals()).await {
+        Ok(()) => exit::OK,
+        Err(err) => {
+            error!(error = %err, "agent failed");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "host".into())
+}

@@ -1,0 +1,314 @@
+//! The orchestrator: turns triggers into runs and step results into the next dispatch.
+//!
+//! ```text
+//!  muster.trigger.<protocol> ──request──▶ [triggers] ──create snapshot (KV)──▶ enqueue work
+//!  muster.evt.<run>.result ──durable consumer "orchestrator"──▶ [results]
+//!        load snapshot ─▶ engine::apply_result ─▶ CAS snapshot ─▶ enqueue next / publish finished ─▶ ack
+//! ```
+//!
+//! Every transition is written (compare-and-set on the run's KV entry) before its effects are
+//! carried out, and the result event is acked only after both. A crash anywhere in between is
+//! repaired on start by [`Orchestrator::recover`], which re-issues the effects that every
+//! non-terminal snapshot implies; deterministic message ids make the repeats harmless.
+
+pub mod engine;
+
+use crate::store::RunStore;
+use crate::{Error, Result, wire};
+use bytes::Bytes;
+use engine::{Applied, Effect};
+use jiff::Timestamp;
+use muster_bus::subjects::Subjects;
+use muster_bus::{Bus, Delivery, EventStream, Request, Subscription};
+use muster_schemas::message::{RefusalCode, RunFinished, RunStarted, RunTriggered, StepResult, TriggerReply};
+use muster_schemas::protocol::{Protocol, resolve_inputs};
+use muster_schemas::{Component, Payload, Sender};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+/// Name of the orchestrator's durable consumer of step results.
+pub const RESULTS_CONSUMER: &str = "orchestrator";
+
+/// How the orchestrator behaves.
+#[derive(Debug, Clone)]
+pub struct OrchestratorOptions {
+    /// Instance id, for logs and message senders.
+    pub id: String,
+    /// Subjects (must use the same prefix as the bus).
+    pub subjects: Subjects,
+    /// Protocols that triggers may name, by id.
+    pub protocols: BTreeMap<String, Protocol>,
+    /// How long a result may stay unacknowledged before it is redelivered.
+    pub result_ack_wait: Duration,
+}
+
+/// The orchestrator service.
+#[derive(Debug, Clone)]
+pub struct Orchestrator<B> {
+    inner: Arc<Inner<B>>,
+}
+
+#[derive(Debug)]
+struct Inner<B> {
+    bus: B,
+    store: RunStore<B>,
+    sender: Sender,
+    options: OrchestratorOptions,
+}
+
+impl<B: Bus> Orchestrator<B> {
+    /// A service over `bus`.
+    pub fn new(bus: B, options: OrchestratorOptions) -> Self {
+        let sender = Sender { component: Component::Orchestrator, role: None, id: options.id.clone() };
+        Self { inner: Arc::new(Inner { store: RunStore::new(bus.clone()), bus, sender, options }) }
+    }
+
+    /// Serves until `cancel` fires: recovers unfinished runs, then answers triggers and consumes
+    /// results.
+    pub async fn run(self, cancel: CancellationToken) -> Result<()> {
+        let mut results = self
+            .inner
+            .bus
+            .event_stream(
+                RESULTS_CONSUMER,
+                &self.inner.options.subjects.event("*", "result"),
+                self.inner.options.result_ack_wait,
+            )
+            .await?;
+        let mut triggers = self.inner.bus.serve(&self.inner.options.subjects.trigger_all()).await?;
+        let recovered = self.recover(&cancel).await?;
+        info!(protocols = self.inner.options.protocols.len(), recovered, "orchestrator ready");
+        let trigger_loop = {
+            let this = self.clone();
+            let cancel = cancel.clone();
+            async move {
+                loop {
+                    let request = tokio::select! {
+                        () = cancel.cancelled() => break,
+                        request = triggers.next() => request,
+                    };
+                    let Some(request) = request else { break };
+                    let reply = this.on_trigger(request.payload(), &cancel).await;
+                    let bytes = wire::seal(&this.inner.sender, None, Payload::TriggerReply(reply));
+                    match bytes {
+                        Ok(bytes) => {
+                            if let Err(err) = request.respond(bytes).await {
+                                warn!(error = %err, "could not answer a trigger");
+                            }
+                        }
+                        Err(err) => warn!(error = %err, "could not encode a trigger reply"),
+                    }
+                }
+            }
+        };
+        let result_loop = async {
+            while !cancel.is_cancelled() {
+                let next = tokio::select! {
+                    () = cancel.cancelled() => break,
+                    next = results.next(Duration::from_secs(1)) => next,
+                };
+                match next {
+                    Ok(Some(delivery)) => self.on_result_delivery(delivery, &cancel).await,
+                    Ok(None) => {}
+                    Err(err) => {
+                        warn!(error = %err, "cannot read results; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        };
+        tokio::join!(trigger_loop, result_loop);
+        info!("orchestrator stopped");
+        Ok(())
+    }
+
+    /// Re-issues the effects of every unfinished run. Returns how many runs were resumed.
+    pub async fn recover(&self, cancel: &CancellationToken) -> Result<usize> {
+        let mut resumed = 0;
+        for run in self.inner.store.list().await? {
+            if run.state.is_terminal() {
+                continue;
+            }
+            let effects = engine::resume(&run);
+            info!(run_id = %run.id, protocol = %run.protocol.id, dispatches = effects.len(), "resuming run");
+            self.carry_out(run.id, effects, cancel).await;
+            resumed += 1;
+        }
+        Ok(resumed)
+    }
+
+    async fn on_trigger(&self, payload: &Bytes, cancel: &CancellationToken) -> TriggerReply {
+        let refused = |code, reason: String| TriggerReply::Refused { reason, code };
+        let triggered: RunTriggered = match wire::decode(payload) {
+            Ok(envelope) => match envelope.payload {
+                Payload::RunTriggered(t) => t,
+                other => {
+                    return refused(RefusalCode::InvalidInput, format!("expected run_triggered, got {}", other.kind()));
+                }
+            },
+            Err(err) => return refused(RefusalCode::InvalidInput, format!("undecodable trigger: {err}")),
+        };
+        let protocol = match triggered.protocol {
+            Some(inline) if inline.id == triggered.protocol_id => inline,
+            Some(inline) => {
+                return refused(
+                    RefusalCode::InvalidInput,
+                    format!("trigger names `{}` but carries `{}`", triggered.protocol_id, inline.id),
+                );
+            }
+            None => match self.inner.options.protocols.get(&triggered.protocol_id) {
+                Some(p) => p.clone(),
+                None => {
+                    let known: Vec<&str> = self.inner.options.protocols.keys().map(String::as_str).collect();
+                    return refused(
+                        RefusalCode::UnknownProtocol,
+                        format!(
+                            "unknown protocol `{}`; loaded: {}",
+                            triggered.protocol_id,
+                            if known.is_empty() { "none".into() } else { known.join(", ") }
+                        ),
+                    );
+                }
+            },
+        };
+        let inputs = match resolve_inputs(&protocol, &triggered.inputs) {
+            Ok(inputs) => inputs,
+            Err(err) => return refused(RefusalCode::InvalidInput, err.to_string()),
+        };
+        let now = Timestamp::now();
+        let id = Uuid::now_v7();
+        let mut run = engine::new_run(id, protocol, inputs, now);
+        let effects = engine::start(&mut run, now);
+        if let Err(err) = self.inner.store.create(&run).await {
+            warn!(run_id = %id, error = %err, "could not store a new run");
+            return refused(RefusalCode::Unavailable, format!("could not store the run: {err}"));
+        }
+        info!(run_id = %id, protocol = %run.protocol.id, "run started");
+        let started = Payload::RunStarted(RunStarted { run_id: id, protocol_id: run.protocol.id.clone() });
+        self.announce(id, "started", started).await;
+        self.carry_out(id, effects, cancel).await;
+        TriggerReply::Accepted { run_id: id }
+    }
+
+    async fn on_result_delivery<D: Delivery>(&self, delivery: D, cancel: &CancellationToken) {
+        let result = match wire::decode(delivery.payload()) {
+            Ok(envelope) => match envelope.payload {
+                Payload::StepResult(result) => result,
+                other => {
+                    warn!(
+                        kind = other.kind(),
+                        subject = delivery.subject(),
+                        "unexpected message on the results subject"
+                    );
+                    settle(delivery.dead_letter(&format!("unexpected kind {}", other.kind())).await);
+                    return;
+                }
+            },
+            Err(err) => {
+                warn!(subject = delivery.subject(), error = %err, kind = err.label(), "undecodable result");
+                settle(delivery.dead_letter(&format!("undecodable: {err}")).await);
+                return;
+            }
+        };
+        match self.apply(&result, cancel).await {
+            Ok(()) => settle(delivery.ack().await),
+            Err(err) => {
+                warn!(run_id = %result.run_id, step_id = %result.step_id, error = %err, "could not apply a result; it will be redelivered");
+                settle(delivery.nak(Duration::from_millis(500)).await);
+            }
+        }
+    }
+
+    /// Applies a result with compare-and-set, retrying on concurrent changes, then carries out
+    /// its effects.
+    async fn apply(&self, result: &StepResult, cancel: &CancellationToken) -> Result<()> {
+        loop {
+            let Some((mut run, revision)) = self.inner.store.load(result.run_id).await? else {
+                warn!(run_id = %result.run_id, "result for an unknown run ignored");
+                return Ok(());
+            };
+            let effects = match engine::apply_result(&mut run, result, Timestamp::now()) {
+                Applied::Ignored(why) => {
+                    info!(run_id = %result.run_id, step_id = %result.step_id, attempt = result.attempt, delivery = result.delivery, agent = %result.agent, why = %why, "result ignored");
+                    return Ok(());
+                }
+                Applied::Changed(effects) => effects,
+            };
+            match self.inner.store.save(&run, revision).await {
+                Ok(_) => {
+                    info!(run_id = %run.id, step_id = %result.step_id, outcome = ?result.outcome, agent = %result.agent, duration_ms = result.duration_ms, "step finished");
+                    self.carry_out(run.id, effects, cancel).await;
+                    return Ok(());
+                }
+                Err(Error::Bus(muster_bus::Error::RevisionMismatch)) => {
+                    debug!(run_id = %run.id, "snapshot changed concurrently; reloading")
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Carries out effects of a durable transition, retrying transient bus failures until they
+    /// succeed or the service stops (then recovery on the next start re-issues them).
+    async fn carry_out(&self, run_id: Uuid, effects: Vec<Effect>, cancel: &CancellationToken) {
+        for effect in effects {
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                let outcome = match &effect {
+                    Effect::Dispatch(work) => self.dispatch(work).await,
+                    Effect::Finished(state) => {
+                        info!(run_id = %run_id, state = state.as_str(), "run finished");
+                        let finished = Payload::RunFinished(RunFinished { run_id, state: *state });
+                        self.announce(run_id, "finished", finished).await;
+                        Ok(())
+                    }
+                };
+                match outcome {
+                    Ok(()) => break,
+                    Err(err) if !cancel.is_cancelled() => {
+                        warn!(run_id = %run_id, error = %err, retry_in_ms = backoff.as_millis() as u64, "could not carry out an effect");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+
+    async fn dispatch(&self, work: &muster_schemas::message::StepAssigned) -> Result<()> {
+        let id = wire::work_id(work.run_id, &work.step_id, work.attempt);
+        let bytes = wire::seal(&self.inner.sender, Some(work.run_id), Payload::StepAssigned(work.clone()))?;
+        self.inner.bus.enqueue(work.owner.as_str(), &id, bytes).await?;
+        info!(run_id = %work.run_id, step_id = %work.step_id, owner = %work.owner, attempt = work.attempt, "step dispatched");
+        Ok(())
+    }
+
+    /// Publishes an informational run event; failures are logged, never fatal.
+    async fn announce(&self, run_id: Uuid, kind: &str, payload: Payload) {
+        let subject = self.inner.options.subjects.event(&run_id.to_string(), kind);
+        let published = match wire::seal(&self.inner.sender, Some(run_id), payload) {
+            Ok(bytes) => self
+                .inner
+                .bus
+                .publish_event(&subject, &format!("{kind}/{run_id}"), bytes)
+                .await
+                .map(drop)
+                .map_err(Error::from),
+            Err(err) => Err(err.into()),
+        };
+        if let Err(err) = published {
+            warn!(run_id = %run_id, kind, error = %err, "could not publish a run event");
+        }
+    }
+}
+
+fn settle(result: muster_bus::Result<()>) {
+    if let Err(err) = result {
+        warn!(error = %err, "could not settle a delivery; it will be redelivered");
+    }
+}
