@@ -58,6 +58,14 @@ fn four_agents_run_the_readme_protocol_over_nats() {
     let runs = cluster.muster(&["runs", "--json", "--nats", &url]);
     let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).expect("runs JSON");
     assert!(runs.as_array().unwrap().iter().any(|r| r["id"] == run_id));
+
+    // `muster run FILE --nats` submits a protocol the orchestrator never loaded and follows it.
+    let inline = cluster.path("inline.yaml");
+    std::fs::write(&inline, "id: inline\nsteps:\n  - {id: hello, owner: security, exec: {program: echo, args: [inline-ok]}}\n").unwrap();
+    let out = cluster.muster(&["run", inline.to_str().unwrap(), "--nats", &url]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("by security-agent") && stdout.contains("inline-ok"), "{stdout}");
 }
 
 const SLOW_DEVOPS: &str = "id: slow\nsteps:\n  - {id: prepare, owner: resource, exec: {program: 'true'}}\n  - {id: deploy, owner: devops, exec: {program: sleep, args: ['3'], timeout: 60s}}\n  - {id: verify, owner: sre, exec: {program: 'true'}}\n";
@@ -163,4 +171,44 @@ fn bad_triggers_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `workdir`"));
     let runs = cluster.muster(&["runs", "--json", "--nats", &url]);
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&runs.stdout).unwrap(), serde_json::json!([]));
+}
+
+/// SIGTERM with a step that outlives the grace period: the agent kills it, releases the work and
+/// exits; another agent of the role runs it at once (no lease wait), and the run succeeds.
+#[test]
+fn sigterm_past_the_grace_period_releases_the_step_to_another_agent() {
+    let mut cluster = Cluster::start();
+    cluster.setting("MUSTER_SHUTDOWN_GRACE", "1s");
+    cluster.scenario("slow.yaml", SLOW_DEVOPS);
+    let _orchestrator = cluster.orchestrator("orchestrator", &cluster.path("scenarios"));
+    let _resource = cluster.agent("resource-agent", "resource");
+    let _sre = cluster.agent("sre-agent", "sre");
+    let mut leaving = cluster.agent("devops-leaving", "devops");
+    let run_id = cluster.trigger("slow", &[]);
+    leaving.wait_for_log("step started", Duration::from_secs(20));
+    let _staying = cluster.agent("devops-staying", "devops");
+    leaving.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(leaving.wait_exit(Duration::from_secs(20)), Some(0), "{}", leaving.log_text());
+    assert!(leaving.log_text().contains("releasing it to another agent"), "{}", leaving.log_text());
+    let status = cluster.wait_terminal(&run_id, Duration::from_secs(20));
+    assert_eq!(status["state"], "succeeded", "{status:#}");
+    assert_eq!(status["steps"][1]["agent"], "devops-staying");
+}
+
+/// kill -9 of the orchestrator while a step runs: the agent's result waits in JetStream, a new
+/// orchestrator resumes the run from its durable state and finishes it.
+#[test]
+fn a_killed_orchestrator_is_replaced_and_the_run_finishes() {
+    let cluster = Cluster::start();
+    cluster.scenario("slow.yaml", SLOW_DEVOPS);
+    let mut first = cluster.orchestrator("orchestrator-1", &cluster.path("scenarios"));
+    let _agents: Vec<_> = ROLES.iter().map(|role| cluster.agent(&format!("{role}-agent"), role)).collect();
+    let run_id = cluster.trigger("slow", &[]);
+    first.wait_for_log("step_id=deploy owner=devops", Duration::from_secs(20));
+    first.kill9();
+    let second = cluster.orchestrator("orchestrator-2", &cluster.path("scenarios"));
+    assert!(second.log_text().contains("recovered=1"), "{}", second.log_text());
+    let status = cluster.wait_terminal(&run_id, Duration::from_secs(30));
+    assert_eq!(status["state"], "succeeded", "{status:#}");
+    assert!(status["steps"].as_array().unwrap().iter().all(|s| s["attempts"] == 1), "nothing ran twice: {status:#}");
 }

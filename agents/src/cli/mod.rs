@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 /// Runs operational protocols as durable runs carried out by role agents.
 #[derive(Debug, Parser)]
-#[command(name = "muster", version, about, long_about = None, after_help = "Start here:\n  muster run scenarios/host-report.yaml     run a protocol end to end, in this process\n  muster validate scenarios/                 check protocol files\n\nAgainst a NATS cluster:\n  muster orchestrator --nats nats://127.0.0.1:4222 --scenarios scenarios/\n  muster agent devops --nats nats://127.0.0.1:4222\n  muster trigger host-report --wait --nats nats://127.0.0.1:4222")]
+#[command(name = "muster", version, about = "Runs operational protocols as durable runs carried out by role agents (resource, devops, security, sre).", long_about = None, after_help = "Start here:\n  muster run scenarios/host-report.yaml     run a protocol end to end, in this process\n  muster validate scenarios/                 check protocol files\n\nAgainst a NATS cluster:\n  muster orchestrator --nats nats://127.0.0.1:4222 --scenarios scenarios/\n  muster agent devops --nats nats://127.0.0.1:4222\n  muster trigger host-report --wait --nats nats://127.0.0.1:4222")]
 pub struct Cli {
     /// Settings file (default: ./muster.toml if present). `MUSTER_*` variables override it.
     #[arg(long, global = true, value_name = "FILE")]

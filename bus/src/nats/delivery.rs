@@ -58,7 +58,7 @@ impl Delivery for NatsDelivery {
     }
 
     async fn nak(self, delay: Duration) -> Result<()> {
-        self.msg.ack_with(AckKind::Nak(Some(delay))).await.map_err(unavailable)
+        self.msg.double_ack_with(AckKind::Nak(Some(delay))).await.map_err(unavailable)
     }
 
     async fn in_progress(&self) -> Result<()> {

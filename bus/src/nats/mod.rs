@@ -102,6 +102,12 @@ impl NatsBus {
         format!("{}_{suffix}", self.inner.options.prefix.to_uppercase())
     }
 
+    /// A stream that [`NatsBus::provision`] creates.
+    async fn stream(&self, suffix: &str) -> Result<jetstream::stream::Stream> {
+        let name = self.stream_name(suffix);
+        self.inner.js.get_stream(&name).await.map_err(|e| Error::NotProvisioned(format!("stream {name}: {e}")))
+    }
+
     /// `muster_runs` under the default prefix, `<prefix>_runs` otherwise.
     fn bucket_name(&self, bucket: Bucket) -> String {
         format!("{}_{}", self.inner.options.prefix, bucket.name().trim_start_matches("muster_"))
@@ -121,12 +127,7 @@ impl NatsBus {
         if let Some(c) = self.inner.consumers.lock().unwrap_or_else(PoisonError::into_inner).get(&name) {
             return Ok(c.clone());
         }
-        let stream = self
-            .inner
-            .js
-            .get_stream(self.stream_name("WORK"))
-            .await
-            .map_err(|e| Error::NotProvisioned(format!("stream {}: {e}", self.stream_name("WORK"))))?;
+        let stream = self.stream("WORK").await?;
         let consumer: PullConsumer =
             stream.get_consumer(&name).await.map_err(|e| Error::NotProvisioned(format!("consumer {name}: {e}")))?;
         self.inner.consumers.lock().unwrap_or_else(PoisonError::into_inner).insert(name, consumer.clone());
@@ -172,12 +173,7 @@ impl Events for NatsBus {
     }
 
     async fn event_stream(&self, durable: &str, filter: &str, ack_wait: Duration) -> Result<NatsEventStream> {
-        let stream = self
-            .inner
-            .js
-            .get_stream(self.stream_name("EVENTS"))
-            .await
-            .map_err(|e| Error::NotProvisioned(format!("stream {}: {e}", self.stream_name("EVENTS"))))?;
+        let stream = self.stream("EVENTS").await?;
         let config = jetstream::consumer::pull::Config {
             durable_name: Some(durable.to_owned()),
             filter_subject: filter.to_owned(),
@@ -224,9 +220,7 @@ impl WorkQueue for NatsBus {
     }
 
     async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>> {
-        let name = self.stream_name("DLQ");
-        let mut stream =
-            self.inner.js.get_stream(&name).await.map_err(|e| Error::NotProvisioned(format!("stream {name}: {e}")))?;
+        let mut stream = self.stream("DLQ").await?;
         let info = stream.info().await.map_err(unavailable)?;
         let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         let wanted = self.inner.subjects.dead_letter(queue);

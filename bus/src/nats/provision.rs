@@ -1,7 +1,7 @@
 //! Options of the NATS transport and the idempotent creation of its streams, consumers and
 //! buckets.
 
-use super::{NatsBus, unavailable};
+use super::NatsBus;
 use crate::traits::Bucket;
 use crate::{Error, Result};
 use async_nats::jetstream::{consumer, kv, stream};
@@ -80,7 +80,7 @@ impl NatsBus {
                 .await
                 .map_err(|e| Error::Unavailable(format!("stream {name}: {e}")))?;
         }
-        let work = inner.js.get_stream(self.stream_name("WORK")).await.map_err(unavailable)?;
+        let work = self.stream("WORK").await?;
         for queue in queues {
             let name = format!("work-{queue}");
             let config = consumer::pull::Config {

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Writes the hand-made MessagePack seeds that have no golden vector in schemas/golden/.
+
+Standard library only: a minimal MessagePack writer covering the types muster's contract uses
+(maps with string keys, strings, ints, bools, nil, arrays, 16-byte UUID binaries), matching
+`rmp_serde::to_vec_named`. Run from anywhere: `python3 fuzz/scripts/make_seeds.py`.
+"""
+import pathlib
+import struct
+
+HERE = pathlib.Path(__file__).resolve().parent.parent / "seeds"
+
+
+def pack(v) -> bytes:
+    if v is None:
+        return b"\xc0"
+    if v is True:
+        return b"\xc3"
+    if v is False:
+        return b"\xc2"
+    if isinstance(v, int):
+        if 0 <= v < 128:
+            return bytes([v])
+        if -32 <= v < 0:
+            return struct.pack("b", v)
+        if 0 <= v < 2**8:
+            return b"\xcc" + struct.pack(">B", v)
+        if 0 <= v < 2**16:
+            return b"\xcd" + struct.pack(">H", v)
+        if 0 <= v < 2**32:
+            return b"\xce" + struct.pack(">I", v)
+        if 0 <= v < 2**64:
+            return b"\xcf" + struct.pack(">Q", v)
+        return b"\xd3" + struct.pack(">q", v)
+    if isinstance(v, bytes):
+        assert len(v) < 256
+        return b"\xc4" + bytes([len(v)]) + v
+    if isinstance(v, str):
+        b = v.encode()
+        if len(b) < 32:
+            return bytes([0xA0 | len(b)]) + b
+        assert len(b) < 256
+        return b"\xd9" + bytes([len(b)]) + b
+    if isinstance(v, list):
+        assert len(v) < 16
+        return bytes([0x90 | len(v)]) + b"".join(pack(x) for x in v)
+    if isinstance(v, dict):
+        assert len(v) < 16
+        return bytes([0x80 | len(v)]) + b"".join(pack(k) + pack(x) for k, x in v.items())
+    raise TypeError(type(v))
+
+
+def uuid(last: int) -> bytes:
+    return bytes.fromhex("0193000000007000800000000000") + struct.pack(">H", last)
+
+
+PROTOCOL = {
+    "id": "p",
+    "version": "1",
+    "inputs": {
+        "count": {"type": "int", "required": False, "default": 3},
+        "flag": {"type": "bool", "default": True},
+        "name": {"type": "string", "required": True, "description": "who"},
+    },
+    "steps": [
+        {
+            "id": "s",
+            "owner": "sre",
+            "title": "t",
+            "exec": {
+                "program": "echo",
+                "args": ["{{ inputs.name }}"],
+                "env": {"K": "v"},
+                "cwd": "/tmp",
+                "timeout": "1m 30s",
+            },
+        }
+    ],
+}
+
+SNAPSHOT = {
+    "id": uuid(1),
+    "protocol": PROTOCOL,
+    "inputs": {"count": "3", "name": "x"},
+    "state": "running",
+    "started_at": "2026-11-25T12:00:00Z",
+    "finished_at": "2026-11-25T12:00:05.5Z",
+    "reason": "r",
+    "steps": [
+        {
+            "id": "s",
+            "owner": "sre",
+            "state": "succeeded",
+            "attempt": 1,
+            "deliveries": 2,
+            "agent": "sre-1",
+            "outcome": "timed_out",
+            "exit_code": -1,
+            "duration_ms": 1500,
+            "started_at": "2026-11-25T12:00:00Z",
+            "finished_at": "2026-11-25T12:00:01Z",
+            "stdout_tail": "out",
+            "stderr_tail": "",
+            "outputs": {"k": "v"},
+        }
+    ],
+}
+
+ENVELOPE_WITH_PROTOCOL = {
+    "schema": 1,
+    "id": uuid(2),
+    "sender": {"component": "cli", "id": "cli-1"},
+    "time": "2026-11-25T12:00:00Z",
+    "payload": {
+        "kind": "run_triggered",
+        "body": {"protocol_id": "p", "inputs": {"name": "x"}, "protocol": PROTOCOL},
+    },
+}
+
+ENVELOPE_REFUSED = {
+    "schema": 1,
+    "id": uuid(3),
+    "run_id": uuid(4),
+    "sender": {"component": "orchestrator", "id": "orch-1"},
+    "time": "2026-11-25T12:00:00Z",
+    "payload": {
+        "kind": "trigger_reply",
+        "body": {"status": "refused", "reason": "no", "code": "invalid_input"},
+    },
+}
+
+if __name__ == "__main__":
+    (HERE / "decode_snapshot" / "run_snapshot.msgpack").write_bytes(pack(SNAPSHOT))
+    (HERE / "decode_envelope" / "run_triggered_with_protocol.msgpack").write_bytes(pack(ENVELOPE_WITH_PROTOCOL))
+    (HERE / "decode_envelope" / "trigger_reply_refused.msgpack").write_bytes(pack(ENVELOPE_REFUSED))
