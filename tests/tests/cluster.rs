@@ -61,7 +61,11 @@ fn four_agents_run_the_readme_protocol_over_nats() {
 
     // `muster run FILE --nats` submits a protocol the orchestrator never loaded and follows it.
     let inline = cluster.path("inline.yaml");
-    std::fs::write(&inline, "id: inline\nsteps:\n  - {id: hello, owner: security, exec: {program: echo, args: [inline-ok]}}\n").unwrap();
+    std::fs::write(
+        &inline,
+        "id: inline\nsteps:\n  - {id: hello, owner: security, exec: {program: echo, args: [inline-ok]}}\n",
+    )
+    .unwrap();
     let out = cluster.muster(&["run", inline.to_str().unwrap(), "--nats", &url]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
