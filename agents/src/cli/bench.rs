@@ -107,11 +107,16 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> u8 {
         plan.clean_external_server().await;
     }
     let notes = fleet.log_warnings();
+    finish(&plan, outcome, &notes)
+}
+
+/// Prints the figures (or the error) and picks the exit code.
+fn finish(plan: &Plan, outcome: Result<Report, String>, notes: &[Note]) -> u8 {
+    print_notes(notes);
     match outcome {
         Ok(report) => {
-            print_notes(&notes);
             if plan.args.json {
-                print_json(&report.json(&notes));
+                print_json(&report.json(notes));
             } else {
                 report.print();
             }
@@ -120,7 +125,6 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> u8 {
         }
         Err(err) => {
             eprintln!("error: {err}");
-            print_notes(&notes);
             eprintln!("logs kept in {}", plan.workdir.display());
             exit::UNAVAILABLE
         }
@@ -169,9 +173,12 @@ impl Plan {
         let scenarios = workdir.join("scenarios");
         std::fs::create_dir_all(&scenarios).map_err(|e| format!("cannot create {}: {e}", scenarios.display()))?;
         let plan = Self { args, settings, subjects, workdir, exe };
-        plan.write_protocol(PROTOCOL_ID, plan.args.steps)?;
-        plan.write_protocol(WARMUP_ID, 4)?;
-        Ok(plan)
+        let written =
+            plan.write_protocol(PROTOCOL_ID, plan.args.steps).and_then(|()| plan.write_protocol(WARMUP_ID, 4));
+        if written.is_err() {
+            plan.remove_workdir();
+        }
+        written.map(|()| plan)
     }
 
     fn scenarios(&self) -> PathBuf {
@@ -289,6 +296,9 @@ impl Proc {
     }
 }
 
+/// Warning and error lines of one child's log: its name, how many, the first few.
+type Note = (String, usize, Vec<String>);
+
 /// Everything started, so that every path can stop it.
 #[derive(Default)]
 struct Fleet {
@@ -316,7 +326,7 @@ impl Fleet {
     }
 
     /// Warning and error lines in the children's logs: name, count, first few.
-    fn log_warnings(&mut self) -> Vec<(String, usize, Vec<String>)> {
+    fn log_warnings(&mut self) -> Vec<Note> {
         self.all()
             .filter_map(|p| {
                 let (count, first) = log_warnings(&p.log);
@@ -941,7 +951,7 @@ impl Report {
         );
     }
 
-    fn json(&self, notes: &[(String, usize, Vec<String>)]) -> serde_json::Value {
+    fn json(&self, notes: &[Note]) -> serde_json::Value {
         let (a, f, m) = (&self.args, &self.floor, &self.muster);
         let summary =
             |s: &Summary| serde_json::json!({ "count": s.count, "p50_ms": s.p50, "p99_ms": s.p99, "max_ms": s.max });
@@ -974,7 +984,7 @@ fn ms(value: f64) -> String {
     format!("{value:.2}ms")
 }
 
-fn print_notes(notes: &[(String, usize, Vec<String>)]) {
+fn print_notes(notes: &[Note]) {
     for (name, count, first) in notes {
         eprintln!("note: {name} logged {count} warning/error line(s), e.g.:");
         for line in first {

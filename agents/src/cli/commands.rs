@@ -153,7 +153,7 @@ pub async fn runs(settings: &Settings, json: bool, cluster: Cluster) -> u8 {
             } else if runs.is_empty() {
                 println!("no runs yet");
             } else {
-                println!("{:<36}  {:<24}  {:<11}  {}", "ID", "PROTOCOL", "STATE", "STARTED");
+                println!("{:<36}  {:<24}  {:<11}  STARTED", "ID", "PROTOCOL", "STATE");
                 for run in &runs {
                     println!("{:<36}  {:<24}  {:<11}  {}", run.id, run.protocol.id, run.state.as_str(), run.started_at);
                 }
