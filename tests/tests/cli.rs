@@ -89,7 +89,7 @@ fn invalid_protocols_are_refused_with_location_and_hint() {
         (
             "tmpl.yaml",
             "id: demo\nsteps:\n  - {id: a, owner: sre, exec: {program: echo, args: ['{{ inputs.nope }}']}}\n",
-            "tmpl.yaml:3:54: error: template refers to undefined variable `inputs.nope`",
+            "tmpl.yaml:3:54: error: `inputs.nope` refers to an undeclared input",
             "hint:",
         ),
     ];

@@ -29,6 +29,11 @@ pub async fn run(
         Ok(p) => p,
         Err(code) => return code,
     };
+    let missing = crate::orchestrator::engine::unsupported(&protocol);
+    if !missing.is_empty() {
+        eprintln!("error: {}: {}", file.display(), crate::orchestrator::not_executable(&protocol.id, &missing));
+        return exit::INVALID;
+    }
     let inputs: BTreeMap<String, String> = inputs.into_iter().collect();
     if let Err(err) = resolve_inputs(&protocol, &inputs) {
         eprintln!("error: {}: {err}", file.display());

@@ -2,13 +2,18 @@
 //! and says what to do next. The service writes the changed snapshot durably *before* carrying
 //! out the effects, so a crash between the two is repaired by [`resume`] on restart.
 //!
-//! Steps run in protocol order; the DAG scheduler of the protocol language replaces
-//! [`next_step`] without changing the service around it.
+//! Steps run one at a time, in file order among those whose dependencies (`needs`, and the
+//! phases their phase needs) have succeeded — a valid topological order of the DAG. Parallel
+//! branches, gates, retries, alternatives, rollback and human steps are validated by the
+//! protocol language but not executed yet: [`unsupported`] names them, and a trigger of such a
+//! protocol is refused rather than run without them.
 
 use crate::wire;
 use jiff::Timestamp;
 use muster_schemas::message::{ExecSpec, Outcome, StepAssigned, StepResult};
 use muster_schemas::protocol::Protocol;
+use muster_schemas::protocol::model::ActionRef;
+use muster_schemas::protocol::model::action::HasAction;
 use muster_schemas::protocol::template::{self, Context, RunFacts, StepFacts};
 use muster_schemas::run::{RunSnapshot, RunState, StepRecord, StepState};
 use std::collections::BTreeMap;
@@ -33,9 +38,46 @@ pub enum Applied {
     Changed(Vec<Effect>),
 }
 
+/// What this engine cannot execute yet in `protocol`, one entry per construct and place.
+pub fn unsupported(protocol: &Protocol) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, step) in protocol.all_steps() {
+        let mut note = |what: &str| out.push(format!("step `{}` uses {what}", step.id));
+        match step.action() {
+            Some(ActionRef::Exec(_)) | None => {}
+            Some(other) => note(&format!("a `{}` action", other.key())),
+        }
+        if step.when.is_some() {
+            note("`when`");
+        }
+        if step.retry.is_some() {
+            note("`retry`");
+        }
+        if !step.alternatives.is_empty() {
+            note("`alternatives`");
+        }
+        if step.rollback.is_some() || step.on_failure.is_some() {
+            note("rollback / on_failure");
+        }
+        if !step.outputs.is_empty() {
+            note("declared `outputs`");
+        }
+    }
+    for phase in protocol.phases.iter().filter(|p| p.when.is_some()) {
+        out.push(format!("phase `{}` uses `when`", phase.id));
+    }
+    if !protocol.gates.is_empty() {
+        out.push(format!("{} quality gate(s)", protocol.gates.len()));
+    }
+    if !protocol.escalations.is_empty() {
+        out.push(format!("{} escalation trigger(s)", protocol.escalations.len()));
+    }
+    out
+}
+
 /// A new run, every step pending.
 pub fn new_run(id: Uuid, protocol: Protocol, inputs: BTreeMap<String, String>, now: Timestamp) -> RunSnapshot {
-    let steps = protocol.steps.iter().map(|s| StepRecord::pending(&s.id, s.owner)).collect();
+    let steps = protocol.all_steps().map(|(_, s)| StepRecord::pending(&s.id, s.owner)).collect();
     RunSnapshot {
         id,
         protocol,
@@ -113,9 +155,26 @@ pub fn resume(run: &RunSnapshot) -> Vec<Effect> {
         .collect()
 }
 
-/// The next pending step, in protocol order.
+/// The first pending step (in file order) whose dependencies have all succeeded.
 fn next_step(run: &RunSnapshot) -> Option<usize> {
-    run.steps.iter().position(|s| s.state == StepState::Pending)
+    let done: Vec<&str> = run.steps.iter().filter(|s| s.state == StepState::Succeeded).map(|s| s.id.as_str()).collect();
+    run.steps.iter().position(|record| {
+        record.state == StepState::Pending && dependencies(&run.protocol, &record.id).iter().all(|d| done.contains(d))
+    })
+}
+
+/// The steps `step` waits for: its `needs` and every step of the phases its phase needs.
+fn dependencies<'p>(protocol: &'p Protocol, step: &str) -> Vec<&'p str> {
+    let Some((phase, found)) = protocol.all_steps().find(|(_, s)| s.id == step) else { return Vec::new() };
+    let mut deps: Vec<&str> = found.needs.iter().map(String::as_str).collect();
+    if let Some(phase) = protocol.phases.iter().find(|p| p.id == phase) {
+        for needed in &phase.needs {
+            if let Some(p) = protocol.phases.iter().find(|p| &p.id == needed) {
+                deps.extend(p.steps.iter().map(|s| s.id.as_str()));
+            }
+        }
+    }
+    deps
 }
 
 fn advance(run: &mut RunSnapshot, now: Timestamp) -> Vec<Effect> {
@@ -150,18 +209,33 @@ fn finish(run: &mut RunSnapshot, state: RunState, reason: Option<String>, now: T
 
 /// Renders the step's action for one attempt.
 fn assignment(run: &RunSnapshot, index: usize, attempt: u32) -> Result<StepAssigned, String> {
-    let step = run.protocol.steps.get(index).ok_or("step missing from protocol")?;
+    let record = run.steps.get(index).ok_or("step missing from run")?;
+    let step = run.protocol.step(&record.id).ok_or("step missing from protocol")?;
+    let Some(ActionRef::Exec(exec)) = step.action() else {
+        return Err(format!("step `{}` has no `exec` action this engine can run", step.id));
+    };
     let run_id = run.id.to_string();
-    let context =
-        Context { inputs: &run.inputs, run: RunFacts { id: &run_id }, step: StepFacts { id: &step.id, attempt } };
+    let outputs: BTreeMap<String, BTreeMap<String, String>> =
+        run.steps.iter().filter(|s| s.state == StepState::Succeeded).map(|s| (s.id.clone(), s.outputs.clone())).collect();
+    let context = Context {
+        inputs: &run.inputs,
+        outputs: &outputs,
+        run: RunFacts { id: &run_id },
+        step: StepFacts { id: &step.id, attempt },
+    };
     let render = |text: &str| template::render(text, &context);
-    let exec = &step.exec;
+    let (program, args) = match (&exec.program, &exec.shell) {
+        (Some(program), _) => (render(program)?, exec.args.iter().map(|a| render(a)).collect::<Result<_, _>>()?),
+        // The script is passed verbatim: templates are refused in `shell:` at load time.
+        (None, Some(script)) => ("sh".to_owned(), vec!["-c".to_owned(), script.clone()]),
+        (None, None) => return Err("`exec` has neither `program` nor `shell`".to_owned()),
+    };
     let spec = ExecSpec {
-        program: render(&exec.program)?,
-        args: exec.args.iter().map(|a| render(a)).collect::<Result<_, _>>()?,
+        program,
+        args,
         env: exec.env.iter().map(|(k, v)| Ok((k.clone(), render(v)?))).collect::<Result<_, String>>()?,
         cwd: exec.cwd.as_deref().map(render).transpose()?,
-        timeout_ms: u64::try_from(exec.timeout().as_millis()).unwrap_or(u64::MAX),
+        timeout_ms: u64::try_from(step.timeout().as_millis()).unwrap_or(u64::MAX),
     };
     Ok(StepAssigned {
         run_id: run.id,
@@ -181,6 +255,10 @@ mod tests {
     fn protocol() -> Protocol {
         let text = "id: p\ninputs:\n  dir: {default: /tmp}\nsteps:\n  - {id: a, owner: resource, exec: {program: ls, args: ['{{ inputs.dir }}']}}\n  - {id: b, owner: sre, exec: {program: 'true'}}\n";
         parse_protocol("p.yaml", text).unwrap()
+    }
+
+    fn dir_input() -> BTreeMap<String, String> {
+        BTreeMap::from([("dir".to_owned(), "/tmp".to_owned())])
     }
 
     fn result(step: &str, attempt: u32, outcome: Outcome) -> StepResult {
@@ -232,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_duplicate_or_stale_result_changes_nothing() {
-        let mut run = new_run(Uuid::nil(), protocol(), BTreeMap::new(), Timestamp::UNIX_EPOCH);
+        let mut run = new_run(Uuid::nil(), protocol(), dir_input(), Timestamp::UNIX_EPOCH);
         start(&mut run, Timestamp::UNIX_EPOCH);
         let before = run.clone();
         assert!(matches!(
@@ -256,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_failed_step_fails_the_run_and_stops_dispatching() {
-        let mut run = new_run(Uuid::nil(), protocol(), BTreeMap::new(), Timestamp::UNIX_EPOCH);
+        let mut run = new_run(Uuid::nil(), protocol(), dir_input(), Timestamp::UNIX_EPOCH);
         start(&mut run, Timestamp::UNIX_EPOCH);
         let applied = apply_result(&mut run, &result("a", 1, Outcome::Failed), Timestamp::UNIX_EPOCH);
         assert_eq!(applied, Applied::Changed(vec![Effect::Finished(RunState::Failed)]));
@@ -265,8 +343,36 @@ mod tests {
     }
 
     #[test]
+    fn phases_and_needs_order_the_steps() {
+        let text = "id: p\nphases:\n  - id: verify\n    needs: [build]\n    steps:\n      - {id: check, owner: sre, exec: {program: 'true'}}\n  - id: build\n    steps:\n      - {id: second, owner: devops, needs: [first], exec: {program: 'true'}}\n      - {id: first, owner: devops, exec: {shell: 'echo hi'}}\n";
+        let mut run = new_run(Uuid::nil(), parse_protocol("p.yaml", text).unwrap(), BTreeMap::new(), Timestamp::UNIX_EPOCH);
+        let mut order = Vec::new();
+        let mut effects = start(&mut run, Timestamp::UNIX_EPOCH);
+        while let Some(Effect::Dispatch(work)) = effects.first().cloned() {
+            order.push(work.step_id.clone());
+            if work.step_id == "first" {
+                assert_eq!((work.exec.program.as_str(), work.exec.args.clone()), ("sh", vec!["-c".to_owned(), "echo hi".to_owned()]));
+            }
+            let Applied::Changed(next) = apply_result(&mut run, &result(&work.step_id, 1, Outcome::Succeeded), Timestamp::UNIX_EPOCH) else {
+                panic!("result must apply")
+            };
+            effects = next;
+        }
+        assert_eq!(order, ["first", "second", "check"]);
+        assert_eq!(run.state, RunState::Succeeded);
+    }
+
+    #[test]
+    fn constructs_the_engine_cannot_run_are_named() {
+        let text = "id: p\ngroups: {ops: {}}\nsteps:\n  - {id: a, owner: sre, retry: {max_attempts: 3}, exec: {program: 'true'}}\n  - {id: b, owner: sre, approval: {approvers: {groups: [ops]}}}\n";
+        let notes = unsupported(&parse_protocol("p.yaml", text).unwrap());
+        assert_eq!(notes, ["step `a` uses `retry`", "step `b` uses a `approval` action"]);
+        assert!(unsupported(&protocol()).is_empty());
+    }
+
+    #[test]
     fn resume_redispatches_running_steps_with_the_same_attempt() {
-        let mut run = new_run(Uuid::nil(), protocol(), BTreeMap::new(), Timestamp::UNIX_EPOCH);
+        let mut run = new_run(Uuid::nil(), protocol(), dir_input(), Timestamp::UNIX_EPOCH);
         let first = start(&mut run, Timestamp::UNIX_EPOCH);
         assert_eq!(resume(&run), first);
     }

@@ -175,6 +175,10 @@ impl<B: Bus> Orchestrator<B> {
                 }
             },
         };
+        let missing = engine::unsupported(&protocol);
+        if !missing.is_empty() {
+            return refused(RefusalCode::InvalidInput, not_executable(&protocol.id, &missing));
+        }
         let inputs = match resolve_inputs(&protocol, &triggered.inputs) {
             Ok(inputs) => inputs,
             Err(err) => return refused(RefusalCode::InvalidInput, err.to_string()),
@@ -305,6 +309,14 @@ impl<B: Bus> Orchestrator<B> {
             warn!(run_id = %run_id, kind, error = %err, "could not publish a run event");
         }
     }
+}
+
+/// Why a valid protocol is refused: this engine does not execute everything the language says.
+pub fn not_executable(protocol: &str, missing: &[String]) -> String {
+    format!(
+        "protocol `{protocol}` is valid but cannot run on this engine yet: {}. It runs only `exec` steps ordered by `needs`; gates, retries, alternatives, rollback, human steps and escalations are not executed yet, and running without them would be unsafe",
+        missing.join("; ")
+    )
 }
 
 fn settle(result: muster_bus::Result<()>) {

@@ -1,15 +1,13 @@
 //! Reading scenario files, with errors people can act on.
 //!
-//! Parsing is two passes over the same text. The first deserialises into the model; serde-saphyr
-//! reports syntax errors, unknown keys, wrong types and missing fields with a location. The second
-//! pass reads only ids and template strings with their spans ([`Located`]) so the checks serde
-//! cannot do — duplicate ids, templates naming undeclared inputs — point at a line too.
+//! Parsing deserialises into the model; serde-saphyr reports syntax errors, unknown keys, wrong
+//! types and missing fields with a location. Then [`check`] runs every semantic check on the
+//! model, and a located tree of the same text ([`Node`]) turns each problem's path into a line
+//! and column.
 
-use super::model::{InputType, Protocol, Scalar};
-use super::template;
-use serde::Deserialize;
-use serde_saphyr::{Location, Spanned};
-use std::collections::HashSet;
+use super::check;
+use super::located::Node;
+use super::model::Protocol;
 use std::fmt;
 use std::path::Path;
 
@@ -79,12 +77,24 @@ pub fn read_protocol(path: &Path) -> Result<Protocol, LoadError> {
     parse_protocol(&label, &text).map_err(LoadError::Invalid)
 }
 
-/// Parses and validates protocol text; `path` only labels the diagnostics.
+/// Parses and validates protocol text; `path` only labels the diagnostics. Structural errors
+/// (syntax, unknown keys, wrong types) stop at the first; every semantic problem is reported.
 pub fn parse_protocol(path: &str, text: &str) -> Result<Protocol, Vec<Diagnostic>> {
     let protocol: Protocol = serde_saphyr::from_str(text).map_err(|err| vec![from_yaml(path, &err)])?;
-    let located: Located = serde_saphyr::from_str(text).map_err(|err| vec![from_yaml(path, &err)])?;
-    let diagnostics = check(path, &protocol, &located);
-    if diagnostics.is_empty() { Ok(protocol) } else { Err(diagnostics) }
+    let problems = check::check(&protocol);
+    if problems.is_empty() {
+        return Ok(protocol);
+    }
+    let tree = Node::parse(text);
+    let mut diagnostics: Vec<Diagnostic> = problems
+        .into_iter()
+        .map(|p| {
+            let (line, column) = tree.as_ref().map(|t| t.locate(&p.path)).map_or((0, 0), |l| (l.line(), l.column()));
+            Diagnostic { path: path.to_owned(), line, column, message: p.message, hint: p.hint }
+        })
+        .collect();
+    diagnostics.sort_by_key(|d| (d.line, d.column));
+    Err(diagnostics)
 }
 
 fn from_yaml(path: &str, err: &serde_saphyr::Error) -> Diagnostic {
@@ -114,8 +124,10 @@ fn hint_for(message: &str) -> Option<String> {
             .map(|(_, list)| list.split(',').map(|s| s.trim().trim_matches('`')).filter(|s| !s.is_empty()).collect())
             .unwrap_or_default();
         let what = if message.starts_with("unknown field") { "keys" } else { "values" };
+        const STEP_KEYS: [&str; 8] = ["timeout", "retry", "needs", "when", "outputs", "rollback", "alternatives", "on_failure"];
         return match did_you_mean(given, expected.iter().copied()) {
             Some(best) => Some(format!("did you mean `{best}`?")),
+            None if STEP_KEYS.contains(&given) => Some(format!("`{given}` is a key of the step itself: move it out of the action")),
             None if expected.is_empty() => None,
             None => Some(format!("valid {what} here: {}", expected.join(", "))),
         };
@@ -138,106 +150,4 @@ pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a st
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
-}
-
-/// The spans of the parts of a protocol that semantic checks report on.
-#[derive(Deserialize)]
-struct Located {
-    id: Spanned<String>,
-    #[serde(default)]
-    inputs: std::collections::BTreeMap<String, LocatedInput>,
-    steps: Vec<LocatedStep>,
-}
-
-#[derive(Deserialize)]
-struct LocatedInput {
-    #[serde(default)]
-    default: Option<Spanned<Scalar>>,
-}
-
-#[derive(Deserialize)]
-struct LocatedStep {
-    id: Spanned<String>,
-    exec: LocatedExec,
-}
-
-#[derive(Deserialize)]
-struct LocatedExec {
-    program: Spanned<String>,
-    #[serde(default)]
-    args: Vec<Spanned<String>>,
-    #[serde(default)]
-    env: std::collections::BTreeMap<String, Spanned<String>>,
-    #[serde(default)]
-    cwd: Option<Spanned<String>>,
-}
-
-fn check(path: &str, protocol: &Protocol, located: &Located) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    let mut report = |at: Location, message: String, hint: Option<String>| {
-        out.push(Diagnostic { path: path.to_owned(), line: at.line(), column: at.column(), message, hint });
-    };
-    if !is_identifier(&protocol.id) {
-        report(
-            located.id.referenced,
-            format!("protocol id `{}` is not a valid identifier", protocol.id),
-            Some("use lowercase letters, digits, `-` and `_`, starting with a letter".into()),
-        );
-    }
-    if protocol.steps.is_empty() {
-        report(located.id.referenced, "the protocol has no steps".into(), Some("add a `steps:` list".into()));
-    }
-    for (name, spec) in &protocol.inputs {
-        let Some(default) = located.inputs.get(name).and_then(|i| i.default.as_ref()) else { continue };
-        if let Some(problem) = type_mismatch(spec.kind, &default.value) {
-            report(default.referenced, format!("default of input `{name}` {problem}"), None);
-        }
-    }
-    let mut seen = HashSet::new();
-    let declared: Vec<&str> = protocol.inputs.keys().map(String::as_str).collect();
-    for step in &located.steps {
-        if !is_identifier(&step.id.value) {
-            report(
-                step.id.referenced,
-                format!("step id `{}` is not a valid identifier", step.id.value),
-                Some("use lowercase letters, digits, `-` and `_`, starting with a letter".into()),
-            );
-        }
-        if !seen.insert(step.id.value.as_str()) {
-            report(
-                step.id.referenced,
-                format!("duplicate step id `{}`", step.id.value),
-                Some("step ids must be unique".into()),
-            );
-        }
-        if step.exec.program.value.trim().is_empty() {
-            report(step.exec.program.referenced, "`program` is empty".into(), None);
-        }
-        let strings = std::iter::once(&step.exec.program)
-            .chain(&step.exec.args)
-            .chain(step.exec.env.values())
-            .chain(&step.exec.cwd);
-        for text in strings {
-            if let Err(problem) = template::check(&text.value, &declared) {
-                report(text.referenced, problem.message, problem.hint);
-            }
-        }
-    }
-    out
-}
-
-fn type_mismatch(kind: InputType, value: &Scalar) -> Option<String> {
-    match (kind, value) {
-        (InputType::String, _) | (InputType::Int, Scalar::Int(_)) | (InputType::Bool, Scalar::Bool(_)) => None,
-        (InputType::Int, other) => Some(format!("is `{other}`, not an integer")),
-        (InputType::Bool, other) => Some(format!("is `{other}`, not true or false")),
-    }
-}
-
-/// Ids appear in subjects, keys and file names, so they are kept to a safe alphabet.
-pub fn is_identifier(id: &str) -> bool {
-    let mut chars = id.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        && id.len() <= 64
 }

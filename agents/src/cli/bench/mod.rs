@@ -235,9 +235,12 @@ impl Plan {
         let cleanup = async {
             let client = async_nats::connect(url.as_str()).await.map_err(|e| e.to_string())?;
             let js = jetstream::new(client);
-            for stream in
-                [format!("{upper}_WORK"), format!("{upper}_EVENTS"), format!("{upper}_DLQ"), floor::RAW_STREAM.to_owned()]
-            {
+            for stream in [
+                format!("{upper}_WORK"),
+                format!("{upper}_EVENTS"),
+                format!("{upper}_DLQ"),
+                floor::RAW_STREAM.to_owned(),
+            ] {
                 let _ = js.delete_stream(&stream).await;
             }
             let _ = js.delete_key_value(format!("{prefix}_runs")).await;
@@ -257,7 +260,7 @@ fn protocol_yaml(id: &str, steps: u32) -> String {
     for (index, role) in (0..steps).zip(Role::ALL.iter().cycle()) {
         let _ = write!(
             yaml,
-            "  - id: s{:04}\n    owner: {role}\n    exec:\n      program: \"true\"\n      timeout: 30s\n",
+            "  - id: s{:04}\n    owner: {role}\n    exec:\n      program: \"true\"\n    timeout: 30s\n",
             index + 1
         );
     }
@@ -275,6 +278,6 @@ mod tests {
         let Ok(protocol) = protocol else { return };
         let owners: Vec<Role> = protocol.steps.iter().map(|s| s.owner).collect();
         assert_eq!(owners, [Role::Resource, Role::Devops, Role::Security, Role::Sre, Role::Resource, Role::Devops]);
-        assert!(protocol.steps.iter().all(|s| s.exec.program == "true"));
+        assert!(protocol.steps.iter().all(|s| s.exec.as_ref().and_then(|e| e.program.as_deref()) == Some("true")));
     }
 }
