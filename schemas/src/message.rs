@@ -59,7 +59,7 @@ pub struct RunTriggered {
     /// (`muster run --nats`). It is stored with the run, so the run keeps the version it
     /// started with even if the file changes later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<crate::protocol::Protocol>,
+    pub protocol: Option<Box<crate::protocol::Protocol>>,
 }
 
 /// The orchestrator's answer to [`RunTriggered`].

@@ -39,7 +39,7 @@ pub async fn run(
         eprintln!("error: {}: {err}", file.display());
         return exit::INVALID;
     }
-    let trigger = RunTriggered { protocol_id: protocol.id.clone(), inputs, protocol: Some(protocol) };
+    let trigger = RunTriggered { protocol_id: protocol.id.clone(), inputs, protocol: Some(Box::new(protocol)) };
     let nats = nats.or_else(|| settings.nats_url.clone());
     if let Some(url) = nats {
         let bus = match connect(settings, &url, "muster-cli").await {
@@ -189,20 +189,11 @@ pub fn validate(paths: &[PathBuf], json: bool) -> u8 {
     for file in &files {
         match read_protocol(file) {
             Ok(protocol) => {
-                let mut roles = BTreeMap::<String, usize>::new();
-                for step in &protocol.steps {
-                    *roles.entry(step.owner.to_string()).or_default() += 1;
-                }
-                let per_role = roles.iter().map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ");
+                let census = muster_schemas::protocol::census::Census::of(&protocol);
                 if !json {
-                    println!(
-                        "{}: ok: protocol `{}`, {} steps ({per_role})",
-                        file.display(),
-                        protocol.id,
-                        protocol.steps.len()
-                    );
+                    println!("{}: ok: `{}`: {}", file.display(), protocol.id, census.summary());
                 }
-                reports.push(serde_json::json!({ "file": file, "ok": true, "protocol": protocol.id, "steps": protocol.steps.len(), "diagnostics": [] }));
+                reports.push(serde_json::json!({ "file": file, "ok": true, "protocol": protocol.id, "census": census, "diagnostics": [] }));
             }
             Err(err) => {
                 failed = true;

@@ -215,8 +215,12 @@ fn assignment(run: &RunSnapshot, index: usize, attempt: u32) -> Result<StepAssig
         return Err(format!("step `{}` has no `exec` action this engine can run", step.id));
     };
     let run_id = run.id.to_string();
-    let outputs: BTreeMap<String, BTreeMap<String, String>> =
-        run.steps.iter().filter(|s| s.state == StepState::Succeeded).map(|s| (s.id.clone(), s.outputs.clone())).collect();
+    let outputs: BTreeMap<String, BTreeMap<String, String>> = run
+        .steps
+        .iter()
+        .filter(|s| s.state == StepState::Succeeded)
+        .map(|s| (s.id.clone(), s.outputs.clone()))
+        .collect();
     let context = Context {
         inputs: &run.inputs,
         outputs: &outputs,
@@ -345,15 +349,21 @@ mod tests {
     #[test]
     fn phases_and_needs_order_the_steps() {
         let text = "id: p\nphases:\n  - id: verify\n    needs: [build]\n    steps:\n      - {id: check, owner: sre, exec: {program: 'true'}}\n  - id: build\n    steps:\n      - {id: second, owner: devops, needs: [first], exec: {program: 'true'}}\n      - {id: first, owner: devops, exec: {shell: 'echo hi'}}\n";
-        let mut run = new_run(Uuid::nil(), parse_protocol("p.yaml", text).unwrap(), BTreeMap::new(), Timestamp::UNIX_EPOCH);
+        let mut run =
+            new_run(Uuid::nil(), parse_protocol("p.yaml", text).unwrap(), BTreeMap::new(), Timestamp::UNIX_EPOCH);
         let mut order = Vec::new();
         let mut effects = start(&mut run, Timestamp::UNIX_EPOCH);
         while let Some(Effect::Dispatch(work)) = effects.first().cloned() {
             order.push(work.step_id.clone());
             if work.step_id == "first" {
-                assert_eq!((work.exec.program.as_str(), work.exec.args.clone()), ("sh", vec!["-c".to_owned(), "echo hi".to_owned()]));
+                assert_eq!(
+                    (work.exec.program.as_str(), work.exec.args.clone()),
+                    ("sh", vec!["-c".to_owned(), "echo hi".to_owned()])
+                );
             }
-            let Applied::Changed(next) = apply_result(&mut run, &result(&work.step_id, 1, Outcome::Succeeded), Timestamp::UNIX_EPOCH) else {
+            let Applied::Changed(next) =
+                apply_result(&mut run, &result(&work.step_id, 1, Outcome::Succeeded), Timestamp::UNIX_EPOCH)
+            else {
                 panic!("result must apply")
             };
             effects = next;

@@ -153,7 +153,7 @@ impl<B: Bus> Orchestrator<B> {
             Err(err) => return refused(RefusalCode::InvalidInput, format!("undecodable trigger: {err}")),
         };
         let protocol = match triggered.protocol {
-            Some(inline) if inline.id == triggered.protocol_id => inline,
+            Some(inline) if inline.id == triggered.protocol_id => *inline,
             Some(inline) => {
                 return refused(
                     RefusalCode::InvalidInput,

@@ -57,7 +57,11 @@ pub fn resolve_inputs(
 pub fn check_value(spec: &FieldSpec, value: &str) -> Result<(), String> {
     let bounds = |n: f64| -> Result<(), String> {
         if spec.min.is_some_and(|min| n < min) || spec.max.is_some_and(|max| n > max) {
-            let range = format!("{}..{}", spec.min.map(|m| m.to_string()).unwrap_or_default(), spec.max.map(|m| m.to_string()).unwrap_or_default());
+            let range = format!(
+                "{}..{}",
+                spec.min.map(|m| m.to_string()).unwrap_or_default(),
+                spec.max.map(|m| m.to_string()).unwrap_or_default()
+            );
             return Err(format!("must be within {range}, got `{value}`"));
         }
         Ok(())
@@ -71,15 +75,22 @@ pub fn check_value(spec: &FieldSpec, value: &str) -> Result<(), String> {
             },
             None => Ok(()),
         },
-        FieldType::Int => value.parse::<i64>().map_err(|_| format!("must be an integer, got `{value}`")).and_then(|n| bounds(n as f64)),
-        FieldType::Number => value.parse::<f64>().map_err(|_| format!("must be a number, got `{value}`")).and_then(bounds),
+        FieldType::Int => value
+            .parse::<i64>()
+            .map_err(|_| format!("must be an integer, got `{value}`"))
+            .and_then(|n| bounds(n as f64)),
+        FieldType::Number => {
+            value.parse::<f64>().map_err(|_| format!("must be a number, got `{value}`")).and_then(bounds)
+        }
         FieldType::Bool => match value {
             "true" | "false" => Ok(()),
             _ => Err(format!("must be true or false, got `{value}`")),
         },
         FieldType::Enum if spec.values.iter().any(|v| v == value) => Ok(()),
         FieldType::Enum => {
-            let hint = did_you_mean(value, spec.values.iter().map(String::as_str)).map(|b| format!(" (did you mean `{b}`?)")).unwrap_or_default();
+            let hint = did_you_mean(value, spec.values.iter().map(String::as_str))
+                .map(|b| format!(" (did you mean `{b}`?)"))
+                .unwrap_or_default();
             Err(format!("must be one of {}, got `{value}`{hint}", spec.values.join(", ")))
         }
         FieldType::Duration => value.parse::<DurationSpec>().map(drop),

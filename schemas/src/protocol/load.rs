@@ -8,6 +8,7 @@
 use super::check;
 use super::located::Node;
 use super::model::Protocol;
+use super::recover;
 use std::fmt;
 use std::path::Path;
 
@@ -80,7 +81,15 @@ pub fn read_protocol(path: &Path) -> Result<Protocol, LoadError> {
 /// Parses and validates protocol text; `path` only labels the diagnostics. Structural errors
 /// (syntax, unknown keys, wrong types) stop at the first; every semantic problem is reported.
 pub fn parse_protocol(path: &str, text: &str) -> Result<Protocol, Vec<Diagnostic>> {
-    let protocol: Protocol = serde_saphyr::from_str(text).map_err(|err| vec![from_yaml(path, &err)])?;
+    let protocol: Protocol = serde_saphyr::from_str(text).map_err(|err| {
+        let first = from_yaml(path, &err);
+        let mut all = recover::item_errors(path, text);
+        if !all.iter().any(|d| (d.line, d.column) == (first.line, first.column)) {
+            all.push(first);
+        }
+        all.sort_by_key(|d| (d.line, d.column));
+        all
+    })?;
     let problems = check::check(&protocol);
     if problems.is_empty() {
         return Ok(protocol);
@@ -97,7 +106,7 @@ pub fn parse_protocol(path: &str, text: &str) -> Result<Protocol, Vec<Diagnostic
     Err(diagnostics)
 }
 
-fn from_yaml(path: &str, err: &serde_saphyr::Error) -> Diagnostic {
+pub(crate) fn from_yaml(path: &str, err: &serde_saphyr::Error) -> Diagnostic {
     let plain = err.without_snippet();
     let (line, column) = plain.location().map_or((0, 0), |l| (l.line(), l.column()));
     let message = strip_location_suffix(&plain.to_string());
@@ -117,6 +126,9 @@ fn strip_location_suffix(message: &str) -> String {
 /// Suggests the closest valid name for `unknown field`/`unknown variant` errors and says what a
 /// `missing field` needs.
 fn hint_for(message: &str) -> Option<String> {
+    if message.starts_with("invalid u") || message.starts_with("invalid i") {
+        return Some("a whole number is expected here".to_owned());
+    }
     let given = message.split('`').nth(1)?;
     if message.starts_with("unknown field") || message.starts_with("unknown variant") {
         let expected: Vec<&str> = message
@@ -124,10 +136,13 @@ fn hint_for(message: &str) -> Option<String> {
             .map(|(_, list)| list.split(',').map(|s| s.trim().trim_matches('`')).filter(|s| !s.is_empty()).collect())
             .unwrap_or_default();
         let what = if message.starts_with("unknown field") { "keys" } else { "values" };
-        const STEP_KEYS: [&str; 8] = ["timeout", "retry", "needs", "when", "outputs", "rollback", "alternatives", "on_failure"];
+        const STEP_KEYS: [&str; 8] =
+            ["timeout", "retry", "needs", "when", "outputs", "rollback", "alternatives", "on_failure"];
         return match did_you_mean(given, expected.iter().copied()) {
             Some(best) => Some(format!("did you mean `{best}`?")),
-            None if STEP_KEYS.contains(&given) => Some(format!("`{given}` is a key of the step itself: move it out of the action")),
+            None if STEP_KEYS.contains(&given) => {
+                Some(format!("`{given}` is a key of the step itself: move it out of the action"))
+            }
             None if expected.is_empty() => None,
             None => Some(format!("valid {what} here: {}", expected.join(", "))),
         };

@@ -8,12 +8,14 @@
 //! - [`template`]: rendering `{{ inputs.x }}` into action arguments, one argument at a time;
 //! - [`inputs`]: checking caller-supplied inputs against the declared ones.
 
+pub mod census;
 pub mod check;
 pub mod expr;
 pub mod inputs;
 pub mod load;
 pub mod located;
 pub mod model;
+mod recover;
 pub mod template;
 
 pub use inputs::{InputError, resolve_inputs};

@@ -20,7 +20,11 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
                     }
                     None => "`needs` lists ids of other steps".to_owned(),
                 };
-                report.error_hint(at(&s.path, segs!["needs", n]), format!("step `{}` needs unknown step `{need}`", s.step.id), hint);
+                report.error_hint(
+                    at(&s.path, segs!["needs", n]),
+                    format!("step `{}` needs unknown step `{need}`", s.step.id),
+                    hint,
+                );
             }
         }
     }
@@ -31,7 +35,11 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
                     Some(best) => format!("did you mean `{best}`?"),
                     None => "a phase's `needs` lists ids of other phases".to_owned(),
                 };
-                report.error_hint(segs!["phases", p, "needs", n], format!("phase `{}` needs unknown phase `{need}`", phase.id), hint);
+                report.error_hint(
+                    segs!["phases", p, "needs", n],
+                    format!("phase `{}` needs unknown phase `{need}`", phase.id),
+                    hint,
+                );
             }
         }
     }
@@ -61,7 +69,11 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
     }
     for (i, s) in index.steps.iter().enumerate() {
         if s.step.when.as_deref().is_some_and(|w| w.trim() == "false") {
-            report.error_hint(at(&s.path, segs!["when"]), format!("step `{}` can never run: its condition is `false`", s.step.id), "delete the step or fix the condition");
+            report.error_hint(
+                at(&s.path, segs!["when"]),
+                format!("step `{}` can never run: its condition is `false`", s.step.id),
+                "delete the step or fix the condition",
+            );
         } else if !in_cycle.contains(&i) && index.ancestors(i).iter().any(|a| in_cycle.contains(a)) {
             report.error_hint(
                 at(&s.path, segs!["id"]),
@@ -74,8 +86,13 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
         for (a, after) in gate.after.iter().enumerate() {
             if !index.is_step_or_phase(after) {
                 let candidates = index.by_id.keys().chain(index.phases.keys()).copied();
-                let hint = did_you_mean(after, candidates).map_or("`after` lists step or phase ids".to_owned(), |b| format!("did you mean `{b}`?"));
-                report.error_hint(segs!["gates", g, "after", a], format!("gate `{}` is placed after unknown `{after}`", gate.id), hint);
+                let hint = did_you_mean(after, candidates)
+                    .map_or("`after` lists step or phase ids".to_owned(), |b| format!("did you mean `{b}`?"));
+                report.error_hint(
+                    segs!["gates", g, "after", a],
+                    format!("gate `{}` is placed after unknown `{after}`", gate.id),
+                    hint,
+                );
             }
         }
     }
@@ -90,7 +107,13 @@ fn cycles(deps: &[BTreeSet<usize>]) -> Vec<Vec<usize>> {
         Active,
         Done,
     }
-    fn visit(node: usize, deps: &[BTreeSet<usize>], marks: &mut [Mark], stack: &mut Vec<usize>, found: &mut Vec<Vec<usize>>) {
+    fn visit(
+        node: usize,
+        deps: &[BTreeSet<usize>],
+        marks: &mut [Mark],
+        stack: &mut Vec<usize>,
+        found: &mut Vec<Vec<usize>>,
+    ) {
         marks[node] = Mark::Active;
         stack.push(node);
         for &next in &deps[node] {

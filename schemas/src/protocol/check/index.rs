@@ -55,7 +55,11 @@ impl<'a> Index<'a> {
             let phase_path = segs!["phases", p];
             check_id(report, &at(&phase_path, segs!["id"]), "phase", &phase.id);
             if phases.insert(phase.id.as_str(), phase_path.clone()).is_some() {
-                report.error_hint(at(&phase_path, segs!["id"]), format!("duplicate phase id `{}`", phase.id), "phase ids must be unique");
+                report.error_hint(
+                    at(&phase_path, segs!["id"]),
+                    format!("duplicate phase id `{}`", phase.id),
+                    "phase ids must be unique",
+                );
             }
             if phase.steps.is_empty() {
                 report.error(at(&phase_path, segs!["steps"]), format!("phase `{}` has no steps", phase.id));
@@ -68,7 +72,11 @@ impl<'a> Index<'a> {
         for (i, s) in steps.iter().enumerate() {
             check_id(report, &at(&s.path, segs!["id"]), "step", &s.step.id);
             if by_id.insert(s.step.id.as_str(), i).is_some() {
-                report.error_hint(at(&s.path, segs!["id"]), format!("duplicate step id `{}`", s.step.id), "step ids must be unique across all phases");
+                report.error_hint(
+                    at(&s.path, segs!["id"]),
+                    format!("duplicate step id `{}`", s.step.id),
+                    "step ids must be unique across all phases",
+                );
             }
             if phases.contains_key(s.step.id.as_str()) {
                 report.error_hint(
@@ -79,9 +87,15 @@ impl<'a> Index<'a> {
             }
         }
         let gates = unique_ids(report, protocol.gates.iter().map(|g| g.id.as_str()), "gates", "gate");
-        let escalations = unique_ids(report, protocol.escalations.iter().map(|e| e.id.as_str()), "escalations", "escalation");
+        let escalations =
+            unique_ids(report, protocol.escalations.iter().map(|e| e.id.as_str()), "escalations", "escalation");
         unique_ids(report, protocol.slos.iter().map(|s| s.id.as_str()), "slos", "SLO");
-        unique_ids(report, protocol.failure_scenarios.iter().map(|f| f.id.as_str()), "failure_scenarios", "failure scenario");
+        unique_ids(
+            report,
+            protocol.failure_scenarios.iter().map(|f| f.id.as_str()),
+            "failure_scenarios",
+            "failure scenario",
+        );
         let outputs = steps.iter().map(|s| (s.step.id.as_str(), available_outputs(s.step))).collect();
         let mut index = Index { steps, by_id, phases, gates, escalations, outputs, deps: Vec::new() };
         index.deps = index.dependencies(protocol);
@@ -94,14 +108,16 @@ impl<'a> Index<'a> {
     }
 
     fn dependencies(&self, protocol: &Protocol) -> Vec<BTreeSet<usize>> {
-        let phase_needs: HashMap<&str, &Vec<String>> = protocol.phases.iter().map(|p| (p.id.as_str(), &p.needs)).collect();
+        let phase_needs: HashMap<&str, &Vec<String>> =
+            protocol.phases.iter().map(|p| (p.id.as_str(), &p.needs)).collect();
         let steps_of = |phase: &str| -> Vec<usize> {
             self.steps.iter().enumerate().filter(|(_, s)| s.phase == phase).map(|(i, _)| i).collect()
         };
         self.steps
             .iter()
             .map(|s| {
-                let mut deps: BTreeSet<usize> = s.step.needs.iter().filter_map(|n| self.by_id.get(n.as_str()).copied()).collect();
+                let mut deps: BTreeSet<usize> =
+                    s.step.needs.iter().filter_map(|n| self.by_id.get(n.as_str()).copied()).collect();
                 for needed in phase_needs.get(s.phase).map(|v| v.as_slice()).unwrap_or_default() {
                     deps.extend(steps_of(needed));
                 }
@@ -136,9 +152,10 @@ fn check_id(report: &mut Report, path: &[Seg], what: &str, id: &str) {
 fn unique_ids<'a>(report: &mut Report, ids: impl Iterator<Item = &'a str>, key: &str, what: &str) -> BTreeSet<&'a str> {
     let mut seen = BTreeSet::new();
     for (i, id) in ids.enumerate() {
-        check_id(report, &segs![key, i, "id"], what, id);
+        let path = segs![key, i, "id"];
+        check_id(report, &path, what, id);
         if !seen.insert(id) {
-            report.error_hint(segs![key, i, "id"], format!("duplicate {what} id `{id}`"), format!("{what} ids must be unique"));
+            report.error_hint(path, format!("duplicate {what} id `{id}`"), format!("{what} ids must be unique"));
         }
     }
     seen

@@ -65,7 +65,11 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
     let any = Scope { roots: ANYWHERE_CEL, readable: None, reader: "this".into() };
     for (p, phase) in protocol.phases.iter().enumerate() {
         if let Some(when) = &phase.when {
-            ctx.cel(segs!["phases", p, "when"], when, &Scope { roots: ANYWHERE_CEL, readable: None, reader: format!("phase `{}`", phase.id) });
+            ctx.cel(
+                segs!["phases", p, "when"],
+                when,
+                &Scope { roots: ANYWHERE_CEL, readable: None, reader: format!("phase `{}`", phase.id) },
+            );
         }
         if let Some(cp) = &phase.checkpoint {
             for (r, record) in cp.record.iter().enumerate() {
@@ -82,16 +86,28 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
     }
     for (e, esc) in protocol.escalations.iter().enumerate() {
         if let EscalationCondition::Expr(source) = &esc.when {
-            ctx.cel(segs!["escalations", e, "when", "expr"], source, &Scope { reader: format!("escalation `{}`", esc.id), ..any_scope() });
+            ctx.cel(
+                segs!["escalations", e, "when", "expr"],
+                source,
+                &Scope { reader: format!("escalation `{}`", esc.id), ..any_scope() },
+            );
         }
     }
     for (m, (name, metric)) in protocol.metrics.iter().enumerate() {
         let _ = m;
-        ctx.output_ref(segs!["metrics", name.as_str(), "from"], &metric.from, &Scope { reader: format!("metric `{name}`"), ..any_scope() });
+        ctx.output_ref(
+            segs!["metrics", name.as_str(), "from"],
+            &metric.from,
+            &Scope { reader: format!("metric `{name}`"), ..any_scope() },
+        );
     }
     for (i, slo) in protocol.slos.iter().enumerate() {
         if let Some(when) = &slo.when {
-            ctx.cel(segs!["slos", i, "when"], when, &Scope { roots: INPUTS_ONLY, readable: None, reader: format!("SLO `{}`", slo.id) });
+            ctx.cel(
+                segs!["slos", i, "when"],
+                when,
+                &Scope { roots: INPUTS_ONLY, readable: None, reader: format!("SLO `{}`", slo.id) },
+            );
         }
     }
 }
@@ -126,7 +142,11 @@ struct Ctx<'c, 'a> {
 impl Ctx<'_, '_> {
     fn cel(&mut self, path: Vec<Seg>, source: &str, scope: &Scope<'_>) {
         match expr::compile(source) {
-            Err(err) => self.report.error_hint(path, format!("invalid CEL expression: {err}"), "CEL syntax: https://cel.dev (e.g. `outputs.scan.cvss >= 7.0`)"),
+            Err(err) => self.report.error_hint(
+                path,
+                format!("invalid CEL expression: {err}"),
+                "CEL syntax: https://cel.dev (e.g. `outputs.scan.cvss >= 7.0`)",
+            ),
             Ok(compiled) => {
                 for reference in compiled.references() {
                     self.reference(&path, &reference, scope);
@@ -166,7 +186,9 @@ impl Ctx<'_, '_> {
                 strings.push((segs!["tls", "host"], &tls.host));
                 strings.extend(tls.server_name.iter().map(|n| (segs!["tls", "server_name"], n.as_str())));
             }
-            ActionRef::Approval(approval) => strings.extend(approval.binds.iter().map(|b| (segs!["approval", "binds"], b.as_str()))),
+            ActionRef::Approval(approval) => {
+                strings.extend(approval.binds.iter().map(|b| (segs!["approval", "binds"], b.as_str())))
+            }
             ActionRef::Wait(wait) => {
                 if let Some(until) = &wait.until {
                     let cel = Scope { roots: STEP_CEL, readable: scope.readable, reader: scope.reader.clone() };
@@ -198,10 +220,15 @@ impl Ctx<'_, '_> {
                 self.report.error_hint(path.to_vec(), format!("`{reference}` refers to an undeclared input"), hint);
             }
             ("metrics", Some(name)) if !self.protocol.metrics.contains_key(*name) => {
-                self.report.error_hint(path.to_vec(), format!("`{reference}` refers to an undeclared metric"), "declare it under `metrics:`");
+                self.report.error_hint(
+                    path.to_vec(),
+                    format!("`{reference}` refers to an undeclared metric"),
+                    "declare it under `metrics:`",
+                );
             }
             ("gates", Some(name)) if !self.index.gates.contains(name) => {
-                let hint = did_you_mean(name, self.index.gates.iter().copied()).map_or("gates are declared under `gates:`".to_owned(), |b| format!("did you mean `gates.{b}`?"));
+                let hint = did_you_mean(name, self.index.gates.iter().copied())
+                    .map_or("gates are declared under `gates:`".to_owned(), |b| format!("did you mean `gates.{b}`?"));
                 self.report.error_hint(path.to_vec(), format!("`{reference}` refers to an unknown gate"), hint);
             }
             ("outputs", Some(_)) => self.output_ref(path.to_vec(), &parts[1..].join("."), scope),
@@ -216,7 +243,8 @@ impl Ctx<'_, '_> {
         let step = parts.next().unwrap_or_default();
         let output = parts.next();
         let Some(&index) = self.index.by_id.get(step) else {
-            let hint = did_you_mean(step, self.index.by_id.keys().copied()).map_or("write `<step>.<output>`".to_owned(), |b| format!("did you mean `{b}`?"));
+            let hint = did_you_mean(step, self.index.by_id.keys().copied())
+                .map_or("write `<step>.<output>`".to_owned(), |b| format!("did you mean `{b}`?"));
             self.report.error_hint(path, format!("{} refers to outputs of unknown step `{step}`", scope.reader), hint);
             return;
         };

@@ -29,10 +29,18 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
         let mut names = BTreeSet::new();
         for (c, criterion) in gate.criteria.iter().enumerate() {
             if !names.insert(criterion.name.as_str()) {
-                rules.report.error(at(&base, segs!["criteria", c, "name"]), format!("duplicate criterion `{}` in gate `{}`", criterion.name, gate.id));
+                rules.report.error(
+                    at(&base, segs!["criteria", c, "name"]),
+                    format!("duplicate criterion `{}` in gate `{}`", criterion.name, gate.id),
+                );
             }
         }
-        for (outcome, action) in [("pass", &gate.on.pass), ("warn", &gate.on.warn), ("fail", &gate.on.fail), ("inconclusive", &gate.on.inconclusive)] {
+        for (outcome, action) in [
+            ("pass", &gate.on.pass),
+            ("warn", &gate.on.warn),
+            ("fail", &gate.on.fail),
+            ("inconclusive", &gate.on.inconclusive),
+        ] {
             if let GateAction::Escalate(id) = action {
                 rules.escalation_ref(at(&base, segs!["on", outcome]), id);
             }
@@ -55,38 +63,63 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
         match (&slo.duration, &slo.metric) {
             (Some(d), None) => {
                 if d.of != "run" && !index.is_step_or_phase(&d.of) {
-                    rules.report.error(at(&base, segs!["duration", "of"]), format!("SLO `{}` measures unknown step or phase `{}`", slo.id, d.of));
+                    rules.report.error(
+                        at(&base, segs!["duration", "of"]),
+                        format!("SLO `{}` measures unknown step or phase `{}`", slo.id, d.of),
+                    );
                 }
                 if !(1..=100).contains(&d.percentile) {
-                    rules.report.error(at(&base, segs!["duration", "percentile"]), "percentile must be between 1 and 100");
+                    rules
+                        .report
+                        .error(at(&base, segs!["duration", "percentile"]), "percentile must be between 1 and 100");
                 }
             }
             (None, Some(m)) => {
                 if !protocol.metrics.contains_key(&m.name) {
-                    rules.report.error_hint(at(&base, segs!["metric", "name"]), format!("SLO `{}` uses undeclared metric `{}`", slo.id, m.name), "declare it under `metrics:`");
+                    rules.report.error_hint(
+                        at(&base, segs!["metric", "name"]),
+                        format!("SLO `{}` uses undeclared metric `{}`", slo.id, m.name),
+                        "declare it under `metrics:`",
+                    );
                 }
                 if m.at_least.is_none() && m.at_most.is_none() {
                     rules.report.error(at(&base, segs!["metric"]), "a metric objective needs `at_least` or `at_most`");
                 }
             }
-            _ => rules.report.error_hint(base.clone(), format!("SLO `{}` needs exactly one objective", slo.id), "set either `duration:` or `metric:`"),
+            _ => rules.report.error_hint(
+                base.clone(),
+                format!("SLO `{}` needs exactly one objective", slo.id),
+                "set either `duration:` or `metric:`",
+            ),
         }
     }
     for (t, trigger) in protocol.triggers.iter().enumerate() {
         match trigger {
             Trigger::Cron(cron) => {
                 if let Err(err) = cron.schedule.parse::<croner::Cron>() {
-                    rules.report.error_hint(segs!["triggers", t, "cron", "schedule"], format!("invalid cron schedule `{}`: {err}", cron.schedule), "five fields: minute hour day-of-month month day-of-week, e.g. `0 3 * * *`");
+                    rules.report.error_hint(
+                        segs!["triggers", t, "cron", "schedule"],
+                        format!("invalid cron schedule `{}`: {err}", cron.schedule),
+                        "five fields: minute hour day-of-month month day-of-week, e.g. `0 3 * * *`",
+                    );
                 }
             }
             Trigger::Subject(subject) => {
                 if subject.subject.is_empty() || subject.subject.contains(char::is_whitespace) {
-                    rules.report.error(segs!["triggers", t, "subject", "subject"], format!("`{}` is not a NATS subject", subject.subject));
+                    rules.report.error(
+                        segs!["triggers", t, "subject", "subject"],
+                        format!("`{}` is not a NATS subject", subject.subject),
+                    );
                 }
             }
             Trigger::Webhook(hook) => {
-                if hook.secret_env.is_empty() || !hook.secret_env.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
-                    rules.report.error(segs!["triggers", t, "webhook", "secret_env"], format!("`{}` is not an environment variable name", hook.secret_env));
+                if hook.secret_env.is_empty()
+                    || !hook.secret_env.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                {
+                    rules.report.error(
+                        segs!["triggers", t, "webhook", "secret_env"],
+                        format!("`{}` is not an environment variable name", hook.secret_env),
+                    );
                 }
             }
             Trigger::Manual(_) => {}
@@ -94,7 +127,10 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
     }
     for (f, scenario) in protocol.failure_scenarios.iter().enumerate() {
         if scenario.handled_by.is_empty() {
-            rules.report.error(segs!["failure_scenarios", f, "handled_by"], format!("failure scenario `{}` is handled by nothing", scenario.id));
+            rules.report.error(
+                segs!["failure_scenarios", f, "handled_by"],
+                format!("failure scenario `{}` is handled by nothing", scenario.id),
+            );
         }
         for (h, handler) in scenario.handled_by.iter().enumerate() {
             if !rules.handler_exists(handler) {
@@ -108,7 +144,9 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
     }
     for (name, group) in &protocol.groups {
         if !is_identifier(name) {
-            rules.report.error(segs!["groups", name.as_str()], format!("group name `{name}` is not a valid identifier"));
+            rules
+                .report
+                .error(segs!["groups", name.as_str()], format!("group name `{name}` is not a valid identifier"));
         }
         let _ = group;
     }
@@ -123,11 +161,19 @@ struct Rules<'c, 'a> {
 impl Rules<'_, '_> {
     fn one_action(&mut self, base: &[Seg], actions: &[ActionRef<'_>], what: &str) {
         match actions {
-            [] => self.report.error_hint(base.to_vec(), format!("{what} has no action"), format!("add one of: {}", ACTION_KEYS.join(", "))),
+            [] => self.report.error_hint(
+                base.to_vec(),
+                format!("{what} has no action"),
+                format!("add one of: {}", ACTION_KEYS.join(", ")),
+            ),
             [_] => {}
             many => self.report.error_hint(
                 base.to_vec(),
-                format!("{what} has {} actions ({})", many.len(), many.iter().map(ActionRef::key).collect::<Vec<_>>().join(", ")),
+                format!(
+                    "{what} has {} actions ({})",
+                    many.len(),
+                    many.iter().map(ActionRef::key).collect::<Vec<_>>().join(", ")
+                ),
                 "a step does one thing: split it into steps, or make one an alternative",
             ),
         }
@@ -145,13 +191,20 @@ impl Rules<'_, '_> {
                     OutputSource::StdoutJson | OutputSource::File => matches!(action, ActionRef::Exec(_)),
                 };
                 if !fits {
-                    self.report.error(at(base, segs!["outputs", name.as_str(), "from"]), format!("output `{name}` cannot come from a `{}` action this way", action.key()));
+                    self.report.error(
+                        at(base, segs!["outputs", name.as_str(), "from"]),
+                        format!("output `{name}` cannot come from a `{}` action this way", action.key()),
+                    );
                 }
             }
         }
         if let Some(retry) = &step.retry {
             if retry.max_attempts == 0 {
-                self.report.error_hint(at(base, segs!["retry", "max_attempts"]), "max_attempts must be at least 1", "it counts the first attempt too");
+                self.report.error_hint(
+                    at(base, segs!["retry", "max_attempts"]),
+                    "max_attempts must be at least 1",
+                    "it counts the first attempt too",
+                );
             }
             if retry.jitter.is_some_and(|j| !(0.0..=1.0).contains(&j)) {
                 self.report.error(at(base, segs!["retry", "jitter"]), "jitter is a fraction between 0.0 and 1.0");
@@ -159,14 +212,20 @@ impl Rules<'_, '_> {
             if let (Some(initial), Some(max)) = (retry.initial, retry.max)
                 && initial > max
             {
-                self.report.error(at(base, segs!["retry", "initial"]), format!("initial delay {initial} is longer than max {max}"));
+                self.report.error(
+                    at(base, segs!["retry", "initial"]),
+                    format!("initial delay {initial} is longer than max {max}"),
+                );
             }
         }
         let mut alt_ids = BTreeSet::new();
         for (a, alt) in step.alternatives.iter().enumerate() {
             let alt_path = at(base, segs!["alternatives", a]);
             if !alt_ids.insert(alt.id.as_str()) {
-                self.report.error(at(&alt_path, segs!["id"]), format!("duplicate alternative `{}` in step `{}`", alt.id, step.id));
+                self.report.error(
+                    at(&alt_path, segs!["id"]),
+                    format!("duplicate alternative `{}` in step `{}`", alt.id, step.id),
+                );
             }
             let alt_what = format!("alternative `{}` of step `{}`", alt.id, step.id);
             self.one_action(&alt_path, &alt.actions(), &alt_what);
@@ -185,8 +244,15 @@ impl Rules<'_, '_> {
         if let Some(OnFailure::Escalate(id)) = &step.on_failure {
             self.escalation_ref(at(base, segs!["on_failure", "escalate"]), id);
         }
-        if matches!(step.on_failure, Some(OnFailure::Rollback)) && step.rollback.is_none() && self.no_rollback_anywhere() {
-            self.report.error_hint(at(base, segs!["on_failure"]), format!("step `{}` rolls back on failure, but no step declares a `rollback`", step.id), "add `rollback:` actions to the steps whose effects must be undone");
+        if matches!(step.on_failure, Some(OnFailure::Rollback))
+            && step.rollback.is_none()
+            && self.no_rollback_anywhere()
+        {
+            self.report.error_hint(
+                at(base, segs!["on_failure"]),
+                format!("step `{}` rolls back on failure, but no step declares a `rollback`", step.id),
+                "add `rollback:` actions to the steps whose effects must be undone",
+            );
         }
     }
 
@@ -197,7 +263,9 @@ impl Rules<'_, '_> {
     fn action(&mut self, base: &[Seg], action: ActionRef<'_>, what: &str) {
         match action {
             ActionRef::Exec(exec) => match (&exec.program, &exec.shell) {
-                (Some(program), None) if program.trim().is_empty() => self.report.error(at(base, segs!["exec", "program"]), "`program` is empty"),
+                (Some(program), None) if program.trim().is_empty() => {
+                    self.report.error(at(base, segs!["exec", "program"]), "`program` is empty")
+                }
                 (Some(_), None) => {}
                 (None, Some(script)) => {
                     if crate::protocol::template::is_template(script) {
@@ -211,26 +279,42 @@ impl Rules<'_, '_> {
                         self.report.error(at(base, segs!["exec", "args"]), "`args` goes with `program`, not `shell`");
                     }
                 }
-                _ => self.report.error_hint(at(base, segs!["exec"]), format!("{what}: `exec` needs exactly one of `program` and `shell`"), "prefer `program` + `args`: no shell, no quoting"),
+                _ => self.report.error_hint(
+                    at(base, segs!["exec"]),
+                    format!("{what}: `exec` needs exactly one of `program` and `shell`"),
+                    "prefer `program` + `args`: no shell, no quoting",
+                ),
             },
             ActionRef::Http(http) => {
                 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
                 if !METHODS.contains(&http.method.as_str()) {
-                    self.report.error_hint(at(base, segs!["http", "method"]), format!("unknown HTTP method `{}`", http.method), format!("one of {}", METHODS.join(", ")));
+                    self.report.error_hint(
+                        at(base, segs!["http", "method"]),
+                        format!("unknown HTTP method `{}`", http.method),
+                        format!("one of {}", METHODS.join(", ")),
+                    );
                 }
                 if let Some(code) = http.expect.status.iter().find(|c| !(100..=599).contains(*c)) {
-                    self.report.error(at(base, segs!["http", "expect", "status"]), format!("{code} is not an HTTP status"));
+                    self.report
+                        .error(at(base, segs!["http", "expect", "status"]), format!("{code} is not an HTTP status"));
                 }
                 if let Some(pattern) = &http.expect.body_matches
                     && let Err(err) = regex::Regex::new(pattern)
                 {
-                    self.report.error(at(base, segs!["http", "expect", "body_matches"]), format!("invalid regular expression: {err}"));
+                    self.report.error(
+                        at(base, segs!["http", "expect", "body_matches"]),
+                        format!("invalid regular expression: {err}"),
+                    );
                 }
             }
             ActionRef::Tcp(_) | ActionRef::Tls(_) => {}
             ActionRef::Wait(wait) => {
                 if wait.duration.is_some() == wait.until.is_some() {
-                    self.report.error_hint(at(base, segs!["wait"]), format!("{what}: `wait` needs exactly one of `duration` and `until`"), "e.g. `wait: { duration: 5m }`");
+                    self.report.error_hint(
+                        at(base, segs!["wait"]),
+                        format!("{what}: `wait` needs exactly one of `duration` and `until`"),
+                        "e.g. `wait: { duration: 5m }`",
+                    );
                 }
             }
             ActionRef::Form(form) => {
@@ -244,21 +328,36 @@ impl Rules<'_, '_> {
             }
             ActionRef::Approval(approval) => {
                 self.responders(at(base, segs!["approval", "approvers"]), &approval.approvers, what);
-                if approval.quorum == 0 {
+                if approval.approvers.is_empty() {
+                    // Reported above as "nobody may answer"; a quorum error would only repeat it.
+                } else if approval.quorum == 0 {
                     self.report.error(at(base, segs!["approval", "quorum"]), "quorum must be at least 1");
-                } else if approval.approvers.groups.is_empty() && approval.quorum as usize > approval.approvers.users.len() {
+                } else if approval.approvers.groups.is_empty()
+                    && approval.quorum as usize > approval.approvers.users.len()
+                {
                     self.report.error_hint(
                         at(base, segs!["approval", "quorum"]),
-                        format!("quorum {} is more than the {} listed approvers", approval.quorum, approval.approvers.users.len()),
+                        format!(
+                            "quorum {} is more than the {} listed approvers",
+                            approval.quorum,
+                            approval.approvers.users.len()
+                        ),
                         "lower the quorum or list more approvers",
                     );
                 }
             }
             ActionRef::Decision(decision) => {
-                self.options(&at(base, segs!["decision"]), &decision.options, decision.default.as_deref(), decision.fallback.as_ref());
+                self.options(
+                    &at(base, segs!["decision"]),
+                    &decision.options,
+                    decision.default.as_deref(),
+                    decision.fallback.as_ref(),
+                );
                 self.responders(at(base, segs!["decision", "responders"]), &decision.responders, what);
             }
-            ActionRef::Manual(manual) => self.responders(at(base, segs!["manual", "responders"]), &manual.responders, what),
+            ActionRef::Manual(manual) => {
+                self.responders(at(base, segs!["manual", "responders"]), &manual.responders, what)
+            }
         }
     }
 
@@ -269,7 +368,10 @@ impl Rules<'_, '_> {
         let mut ids = BTreeSet::new();
         for (o, option) in options.iter().enumerate() {
             if !is_identifier(&option.id) {
-                self.report.error(at(base, segs!["options", o, "id"]), format!("option id `{}` is not a valid identifier", option.id));
+                self.report.error(
+                    at(base, segs!["options", o, "id"]),
+                    format!("option id `{}` is not a valid identifier", option.id),
+                );
             }
             if !ids.insert(option.id.as_str()) {
                 self.report.error(at(base, segs!["options", o, "id"]), format!("duplicate option `{}`", option.id));
@@ -283,14 +385,22 @@ impl Rules<'_, '_> {
                     || format!("options: {}", ids.iter().copied().collect::<Vec<_>>().join(", ")),
                     |b| format!("did you mean `{b}`?"),
                 );
-                self.report.error_hint(at(base, segs![key]), format!("{key} `{chosen}` is not one of the options"), hint);
+                self.report.error_hint(
+                    at(base, segs![key]),
+                    format!("{key} `{chosen}` is not one of the options"),
+                    hint,
+                );
             }
         }
     }
 
     fn responders(&mut self, path: Vec<Seg>, responders: &Responders, what: &str) {
         if responders.is_empty() {
-            self.report.error_hint(path.clone(), format!("nobody may answer {what}"), "list `groups` (declared under `groups:`) or `users`");
+            self.report.error_hint(
+                path.clone(),
+                format!("nobody may answer {what}"),
+                "list `groups` (declared under `groups:`) or `users`",
+            );
         }
         for (g, group) in responders.groups.iter().enumerate() {
             if !self.protocol.groups.contains_key(group) {
@@ -303,18 +413,27 @@ impl Rules<'_, '_> {
 
     fn escalation_ref(&mut self, path: Vec<Seg>, id: &str) {
         if !self.index.escalations.contains(id) {
-            let hint = did_you_mean(id, self.index.escalations.iter().copied()).map_or("escalations are declared under `escalations:`".to_owned(), |b| format!("did you mean `{b}`?"));
+            let hint = did_you_mean(id, self.index.escalations.iter().copied())
+                .map_or("escalations are declared under `escalations:`".to_owned(), |b| format!("did you mean `{b}`?"));
             self.report.error_hint(path, format!("unknown escalation `{id}`"), hint);
         }
     }
 
     fn ladder(&mut self, path: Vec<Seg>, ladder: &Ladder) {
-        let stages = [("notify", ladder.notify), ("triage", ladder.triage), ("decide", ladder.decide), ("fallback", ladder.fallback)];
+        let stages = [
+            ("notify", ladder.notify),
+            ("triage", ladder.triage),
+            ("decide", ladder.decide),
+            ("fallback", ladder.fallback),
+        ];
         for pair in stages.windows(2) {
             if pair[0].1 > pair[1].1 {
                 self.report.error_hint(
                     at(&path, segs![pair[1].0]),
-                    format!("the ladder's `{}` ({}) comes before its `{}` ({})", pair[1].0, pair[1].1, pair[0].0, pair[0].1),
+                    format!(
+                        "the ladder's `{}` ({}) comes before its `{}` ({})",
+                        pair[1].0, pair[1].1, pair[0].0, pair[0].1
+                    ),
                     "deadlines must grow: notify ≤ triage ≤ decide ≤ fallback",
                 );
             }
@@ -325,27 +444,42 @@ impl Rules<'_, '_> {
         match condition {
             EscalationCondition::RunningLonger { target, threshold } => {
                 if target != "run" && !self.index.is_step_or_phase(target) {
-                    self.report.error_hint(at(base, segs!["running_longer", "target"]), format!("unknown step or phase `{target}`"), "name a step, a phase, or `run`");
+                    self.report.error_hint(
+                        at(base, segs!["running_longer", "target"]),
+                        format!("unknown step or phase `{target}`"),
+                        "name a step, a phase, or `run`",
+                    );
                 }
                 if let Threshold::ByInput(by) = threshold {
                     let tpath = at(base, segs!["running_longer", "threshold", "input"]);
                     match self.protocol.inputs.get(&by.input) {
-                        None => self.report.error_hint(tpath, format!("threshold depends on undeclared input `{}`", by.input), "declare it under `inputs:` (an enum)"),
+                        None => self.report.error_hint(
+                            tpath,
+                            format!("threshold depends on undeclared input `{}`", by.input),
+                            "declare it under `inputs:` (an enum)",
+                        ),
                         Some(input) if input.kind == FieldType::Enum => {
                             for value in by.values.keys().filter(|v| !input.values.contains(v)) {
                                 self.report.error(
                                     at(base, segs!["running_longer", "threshold", "values", value.as_str()]),
-                                    format!("`{value}` is not a value of input `{}` ({})", by.input, input.values.join(", ")),
+                                    format!(
+                                        "`{value}` is not a value of input `{}` ({})",
+                                        by.input,
+                                        input.values.join(", ")
+                                    ),
                                 );
                             }
                         }
-                        Some(_) => self.report.error(tpath, format!("input `{}` must be an enum to select thresholds", by.input)),
+                        Some(_) => self
+                            .report
+                            .error(tpath, format!("input `{}` must be an enum to select thresholds", by.input)),
                     }
                 }
             }
             EscalationCondition::ConsecutiveFailures { step, count } => {
                 if !self.index.by_id.contains_key(step.as_str()) {
-                    self.report.error(at(base, segs!["consecutive_failures", "step"]), format!("unknown step `{step}`"));
+                    self.report
+                        .error(at(base, segs!["consecutive_failures", "step"]), format!("unknown step `{step}`"));
                 }
                 if *count == 0 {
                     self.report.error(at(base, segs!["consecutive_failures", "count"]), "count must be at least 1");
@@ -361,7 +495,10 @@ impl Rules<'_, '_> {
     }
 
     fn handler_exists(&self, handler: &str) -> bool {
-        if self.index.by_id.contains_key(handler) || self.index.gates.contains(handler) || self.index.escalations.contains(handler) {
+        if self.index.by_id.contains_key(handler)
+            || self.index.gates.contains(handler)
+            || self.index.escalations.contains(handler)
+        {
             return true;
         }
         let Some((step, part)) = handler.split_once('.') else { return false };
@@ -372,12 +509,28 @@ impl Rules<'_, '_> {
 
     fn field(&mut self, path: Vec<Seg>, name: &str, field: &FieldSpec) {
         if !is_identifier(name) {
-            self.report.error_hint(path.clone(), format!("field name `{name}` is not a valid identifier"), "use lowercase letters, digits, `-` and `_`");
+            self.report.error_hint(
+                path.clone(),
+                format!("field name `{name}` is not a valid identifier"),
+                "use lowercase letters, digits, `-` and `_`",
+            );
         }
         match field.kind {
-            FieldType::Enum if field.values.is_empty() => self.report.error_hint(at(&path, segs!["values"]), format!("enum `{name}` has no values"), "list them under `values:`"),
-            FieldType::List if field.items.is_none() => self.report.error_hint(at(&path, segs!["items"]), format!("list `{name}` does not say its item type"), "add `items: { type: string }`"),
-            FieldType::Object if field.fields.is_empty() => self.report.error_hint(at(&path, segs!["fields"]), format!("object `{name}` has no fields"), "add `fields:`"),
+            FieldType::Enum if field.values.is_empty() => self.report.error_hint(
+                at(&path, segs!["values"]),
+                format!("enum `{name}` has no values"),
+                "list them under `values:`",
+            ),
+            FieldType::List if field.items.is_none() => self.report.error_hint(
+                at(&path, segs!["items"]),
+                format!("list `{name}` does not say its item type"),
+                "add `items: { type: string }`",
+            ),
+            FieldType::Object if field.fields.is_empty() => self.report.error_hint(
+                at(&path, segs!["fields"]),
+                format!("object `{name}` has no fields"),
+                "add `fields:`",
+            ),
             _ => {}
         }
         if let (Some(min), Some(max)) = (field.min, field.max)

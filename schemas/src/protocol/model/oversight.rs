@@ -114,7 +114,12 @@ pub struct GateOutcomes {
 
 impl Default for GateOutcomes {
     fn default() -> Self {
-        Self { pass: GateAction::Continue, warn: GateAction::Continue, fail: GateAction::Block, inconclusive: GateAction::Ask }
+        Self {
+            pass: GateAction::Continue,
+            warn: GateAction::Continue,
+            fail: GateAction::Block,
+            inconclusive: GateAction::Ask,
+        }
     }
 }
 
