@@ -28,13 +28,82 @@ pub fn compile(source: &str) -> Result<Compiled, String> {
     })
 }
 
+/// Values an expression can read, by root name (`inputs`, `outputs`, `metrics`, ...).
+pub type Variables = std::collections::BTreeMap<String, serde_json::Value>;
+
 impl Compiled {
+    /// Evaluates to a boolean; anything else (an error, a missing key, another type) is an
+    /// explanation of why the expression could not be judged.
+    pub fn evaluate_bool(&self, variables: &Variables) -> Result<bool, String> {
+        match self.evaluate(variables)? {
+            serde_json::Value::Bool(b) => Ok(b),
+            other => Err(format!("expected true or false, got {other}")),
+        }
+    }
+
+    /// Evaluates with `variables` in scope.
+    pub fn evaluate(&self, variables: &Variables) -> Result<serde_json::Value, String> {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut context = cel::Context::default();
+            for (name, value) in variables {
+                context.add_variable_from_value(name.clone(), to_cel(value));
+            }
+            self.program.execute(&context).map_err(|e| e.to_string())
+        }))
+        .map_err(|_| "the expression evaluator failed".to_owned())?;
+        let outcome: cel::Value = outcome?;
+        from_cel(&outcome)
+    }
+
     /// Every dotted path the expression reads, longest selection first per root.
     pub fn references(&self) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         walk(self.program.expression(), &mut Vec::new(), &mut out);
         out
     }
+}
+
+/// Converts JSON to a CEL value. Whole numbers become `int` (not `uint`, which CEL would refuse
+/// to combine with the `int` literals people write).
+fn to_cel(value: &serde_json::Value) -> cel::Value {
+    use serde_json::Value as J;
+    match value {
+        J::Null => cel::Value::Null,
+        J::Bool(b) => cel::Value::Bool(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => cel::Value::Int(i),
+            None => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => cel::Value::from(s.clone()),
+        J::Array(items) => cel::Value::from(items.iter().map(to_cel).collect::<Vec<_>>()),
+        J::Object(map) => {
+            let entries: std::collections::HashMap<String, cel::Value> =
+                map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
+            cel::Value::from(entries)
+        }
+    }
+}
+
+/// Converts a CEL result to JSON (numbers, strings, booleans, lists, maps, null).
+fn from_cel(value: &cel::Value) -> Result<serde_json::Value, String> {
+    use cel::Value as V;
+    Ok(match value {
+        V::Bool(b) => serde_json::Value::Bool(*b),
+        V::Int(i) => serde_json::Value::from(*i),
+        V::UInt(u) => serde_json::Value::from(*u),
+        V::Float(f) => serde_json::Value::from(*f),
+        V::String(s) => serde_json::Value::String(s.to_string()),
+        V::Null => serde_json::Value::Null,
+        V::List(items) => serde_json::Value::Array(items.iter().map(from_cel).collect::<Result<_, _>>()?),
+        V::Map(map) => {
+            let mut out = serde_json::Map::new();
+            for (key, value) in map.map.iter() {
+                out.insert(key.to_string(), from_cel(value)?);
+            }
+            serde_json::Value::Object(out)
+        }
+        other => return Err(format!("unsupported result type {:?}", other.type_of())),
+    })
 }
 
 /// The dotted path of a chain of field selections ending in an identifier (`a.b.c`).
@@ -106,6 +175,48 @@ mod tests {
         assert_eq!(refs("outputs.scan.cvss >= 7.0 && inputs.env == 'prod'"), vec!["inputs.env", "outputs.scan.cvss"]);
         assert_eq!(refs("outputs.hosts.list.all(h, h.up)"), vec!["outputs.hosts.list"]);
         assert_eq!(refs("size(metrics.errors) > 0"), vec!["metrics.errors"]);
+    }
+
+    fn eval(source: &str) -> Result<bool, String> {
+        let vars: Variables = [
+            ("inputs".to_owned(), serde_json::json!({"environment": "staging", "replicas": 3})),
+            (
+                "outputs".to_owned(),
+                serde_json::json!({"scan": {"cvss": 8, "max": 7.5, "hosts": ["a", "b"], "ok": true}}),
+            ),
+            ("metrics".to_owned(), serde_json::json!({"availability": 99.7})),
+        ]
+        .into();
+        compile(source)?.evaluate_bool(&vars)
+    }
+
+    /// The subset of CEL the protocols rely on, pinned against the immature `cel` crate.
+    #[test]
+    fn the_subset_we_rely_on_evaluates() {
+        for (source, expected) in [
+            ("outputs.scan.cvss >= 7", true),
+            ("outputs.scan.max >= 7.0", true),
+            ("double(outputs.scan.cvss) >= 7.0", true),
+            ("metrics.availability >= 99.5", true),
+            ("inputs.environment == 'staging' && inputs.replicas < 5", true),
+            ("inputs.environment in ['development', 'staging']", true),
+            ("size(outputs.scan.hosts) == 2", true),
+            ("outputs.scan.hosts.all(h, h != '')", true),
+            ("outputs.scan.hosts.exists(h, h == 'c')", false),
+            ("has(outputs.scan.ok) && outputs.scan.ok", true),
+            ("!has(outputs.scan.missing)", true),
+            ("inputs.environment.startsWith('stag')", true),
+            ("inputs.replicas * 2 == 6 || false", true),
+        ] {
+            assert_eq!(eval(source), Ok(expected), "{source}");
+        }
+    }
+
+    #[test]
+    fn evaluation_problems_are_explanations_not_panics() {
+        assert!(eval("outputs.nothere.x > 1").is_err());
+        assert!(eval("inputs.replicas").is_err(), "a non-boolean is not a verdict");
+        assert!(eval("1 / 0 == 1").is_err());
     }
 
     #[test]

@@ -210,8 +210,13 @@ impl std::str::FromStr for DurationSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let signed: jiff::SignedDuration =
-            s.parse().map_err(|e| format!("invalid duration `{s}` ({e}); write e.g. `30s`, `5m`, `1h30m`"))?;
+        // Days and weeks are 24 h and 7 × 24 h: a deadline of `7d` means a week of wall time.
+        let signed: jiff::SignedDuration = s
+            .parse()
+            .or_else(|_| {
+                s.parse::<jiff::Span>().and_then(|span| span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()))
+            })
+            .map_err(|e| format!("invalid duration `{s}` ({e}); write e.g. `30s`, `5m`, `1h30m`, `7d`"))?;
         Duration::try_from(signed).map(DurationSpec).map_err(|_| format!("duration `{s}` must not be negative"))
     }
 }
@@ -248,6 +253,9 @@ mod tests {
         assert_eq!(parse("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse("PT2M"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse("1w"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse("1 month").is_err(), "months have no fixed length");
         assert!(parse("soon").is_err());
         assert!(parse("-5s").is_err());
         assert_eq!(DurationSpec(Duration::from_secs(5400)).to_string(), "1h 30m");
