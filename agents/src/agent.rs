@@ -16,7 +16,7 @@ use crate::{Result, wire};
 use jiff::Timestamp;
 use muster_bus::subjects::Subjects;
 use muster_bus::{Bus, Delivery, Error as BusError};
-use muster_schemas::message::{AgentHeartbeat, StepAssigned, StepProgress, StepResult};
+use muster_schemas::message::{AgentHeartbeat, Outcome, StepAssigned, StepProgress, StepResult};
 use muster_schemas::{Component, Payload, Role, Sender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -211,7 +211,16 @@ impl<B: Bus> Agent<B> {
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
         let options = &self.inner.options;
         info!(program = %work.exec.program, agent_id = %options.id, "step started");
+        let outputs_file = std::env::temp_dir().join(format!(
+            "muster-outputs-{}-{}-{}-{}-{}",
+            work.run_id,
+            work.step_id,
+            work.attempt,
+            delivery.deliveries(),
+            std::process::id()
+        ));
         let env = BTreeMap::from([
+            ("MUSTER_OUTPUTS".to_owned(), outputs_file.display().to_string()),
             ("MUSTER_RUN_ID".to_owned(), work.run_id.to_string()),
             ("MUSTER_STEP_ID".to_owned(), work.step_id.clone()),
             ("MUSTER_ATTEMPT".to_owned(), work.attempt.to_string()),
@@ -221,7 +230,8 @@ impl<B: Bus> Agent<B> {
         ]);
         let started_at = Timestamp::now();
         let started = Instant::now();
-        let execution = exec::run(&work.exec, &env, &steps_cancel);
+        let wants_stdout = work.outputs.iter().any(|o| o.from == "stdout_json");
+        let execution = exec::run(&work.exec, &env, wants_stdout, &steps_cancel);
         tokio::pin!(execution);
         let mut keepalive = tokio::time::interval(options.lease / 3);
         keepalive.tick().await;
@@ -232,7 +242,9 @@ impl<B: Bus> Agent<B> {
             }
         };
         stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let report = match report {
+        let written = std::fs::read_to_string(&outputs_file).unwrap_or_default();
+        let _ = std::fs::remove_file(&outputs_file);
+        let mut report = match report {
             Ok(report) => report,
             Err(Interrupted::Cancelled | Interrupted::TimedOut) => {
                 info!("step interrupted by shutdown; releasing it to another agent");
@@ -242,6 +254,17 @@ impl<B: Bus> Agent<B> {
                 return;
             }
         };
+        let mut outputs = BTreeMap::new();
+        if report.outcome == Outcome::Succeeded && !work.outputs.is_empty() {
+            let stdout = report.stdout_full.as_deref().unwrap_or(&report.stdout_tail);
+            match crate::outputs::extract(&work.outputs, stdout, &written) {
+                Ok(found) => outputs = found,
+                Err(problem) => {
+                    report.outcome = Outcome::Failed;
+                    report.stderr_tail.push_str(&format!("\n[muster] {problem}"));
+                }
+            }
+        }
         let result = StepResult {
             run_id: work.run_id,
             step_id: work.step_id.clone(),
@@ -252,7 +275,8 @@ impl<B: Bus> Agent<B> {
             exit_code: report.exit_code,
             stdout_tail: report.stdout_tail,
             stderr_tail: report.stderr_tail,
-            outputs: BTreeMap::new(),
+            outputs,
+            purpose: work.purpose.clone(),
             duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
             started_at,
         };

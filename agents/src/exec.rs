@@ -14,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 /// Bytes of standard output and standard error kept per step (the last ones).
 pub const TAIL_BYTES: usize = 4096;
 
+/// Most standard output kept whole when a step's outputs are read from it.
+pub const MAX_CAPTURE_BYTES: usize = 1024 * 1024;
+
 /// What an execution produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecReport {
@@ -25,6 +28,8 @@ pub struct ExecReport {
     pub stdout_tail: String,
     /// The last [`TAIL_BYTES`] of standard error (or why it could not start).
     pub stderr_tail: String,
+    /// All of standard output, when it was asked for and fit in [`MAX_CAPTURE_BYTES`].
+    pub stdout_full: Option<String>,
     /// Wall-clock time.
     pub duration: Duration,
 }
@@ -43,6 +48,7 @@ pub enum Interrupted {
 pub async fn run(
     spec: &ExecSpec,
     extra_env: &BTreeMap<String, String>,
+    capture_stdout: bool,
     cancel: &CancellationToken,
 ) -> Result<ExecReport, Interrupted> {
     let started = Instant::now();
@@ -66,14 +72,16 @@ pub async fn run(
                 outcome: Outcome::SpawnFailed,
                 exit_code: None,
                 stdout_tail: String::new(),
+                stdout_full: None,
                 stderr_tail: format!("cannot start `{}`: {err}", spec.program),
                 duration: started.elapsed(),
             });
         }
     };
     let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
-    let stdout = tokio::spawn(read_tail(child.stdout.take()));
-    let stderr = tokio::spawn(read_tail(child.stderr.take()));
+    let keep = if capture_stdout { MAX_CAPTURE_BYTES } else { TAIL_BYTES };
+    let stdout = tokio::spawn(read_tail(child.stdout.take(), keep));
+    let stderr = tokio::spawn(read_tail(child.stderr.take(), TAIL_BYTES));
     let timeout = Duration::from_millis(spec.timeout_ms);
     let waited = tokio::select! {
         status = child.wait() => Ok(status),
@@ -87,8 +95,10 @@ pub async fn run(
         }
         let _ = child.wait().await;
     }
-    let stdout_tail = stdout.await.unwrap_or_default();
-    let mut stderr_tail = stderr.await.unwrap_or_default();
+    let (stdout_text, stdout_complete) = stdout.await.unwrap_or_default();
+    let (mut stderr_tail, _) = stderr.await.unwrap_or_default();
+    let stdout_full = (capture_stdout && stdout_complete).then(|| stdout_text.clone());
+    let stdout_tail = stdout_text;
     let (outcome, exit_code) = match waited {
         Err(Interrupted::Cancelled) => return Err(Interrupted::Cancelled),
         Err(Interrupted::TimedOut) => {
@@ -114,27 +124,35 @@ pub async fn run(
         exit_code,
         stdout_tail: tail(stdout_tail),
         stderr_tail: tail(stderr_tail),
+        stdout_full,
         duration: started.elapsed(),
     })
 }
 
-/// Reads a pipe to its end, keeping only the last [`TAIL_BYTES`] bytes.
-async fn read_tail(pipe: Option<impl AsyncRead + Unpin>) -> String {
-    let Some(mut pipe) = pipe else { return String::new() };
-    let mut kept: Vec<u8> = Vec::with_capacity(TAIL_BYTES);
+/// Reads a pipe to its end, keeping only the last `keep` bytes; says whether nothing was
+/// dropped.
+async fn read_tail(pipe: Option<impl AsyncRead + Unpin>, keep: usize) -> (String, bool) {
+    let Some(mut pipe) = pipe else { return (String::new(), true) };
+    let mut kept: Vec<u8> = Vec::with_capacity(keep.min(64 * 1024));
+    let mut complete = true;
     let mut chunk = [0u8; 8192];
     loop {
         match pipe.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 kept.extend_from_slice(&chunk[..n]);
-                if kept.len() > TAIL_BYTES * 2 {
-                    kept.drain(..kept.len() - TAIL_BYTES);
+                if kept.len() > keep * 2 {
+                    kept.drain(..kept.len() - keep);
+                    complete = false;
                 }
             }
         }
     }
-    String::from_utf8_lossy(&kept).into_owned()
+    if kept.len() > keep {
+        kept.drain(..kept.len() - keep);
+        complete = false;
+    }
+    (String::from_utf8_lossy(&kept).into_owned(), complete)
 }
 
 /// Trims text to its last [`TAIL_BYTES`] bytes on a character boundary.
@@ -167,19 +185,20 @@ mod tests {
     async fn success_failure_and_missing_program() {
         let none = CancellationToken::new();
         let env = BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]);
-        let ok = run(&spec("printenv", &["GREETING"], 5_000), &env, &none).await.unwrap();
+        let ok = run(&spec("printenv", &["GREETING"], 5_000), &env, false, &none).await.unwrap();
         assert_eq!((ok.outcome, ok.exit_code, ok.stdout_tail.as_str()), (Outcome::Succeeded, Some(0), "hi\n"));
-        let failed = run(&spec("false", &[], 5_000), &env, &none).await.unwrap();
+        let failed = run(&spec("false", &[], 5_000), &env, false, &none).await.unwrap();
         assert_eq!((failed.outcome, failed.exit_code), (Outcome::Failed, Some(1)));
-        let missing = run(&spec("/nonexistent/tool", &[], 5_000), &env, &none).await.unwrap();
+        let missing = run(&spec("/nonexistent/tool", &[], 5_000), &env, false, &none).await.unwrap();
         assert_eq!(missing.outcome, Outcome::SpawnFailed);
         assert!(missing.stderr_tail.contains("cannot start"));
     }
 
     #[tokio::test]
     async fn arguments_are_not_interpreted_by_a_shell() {
-        let out =
-            run(&spec("echo", &["$(id)", "a;b"], 5_000), &BTreeMap::new(), &CancellationToken::new()).await.unwrap();
+        let out = run(&spec("echo", &["$(id)", "a;b"], 5_000), &BTreeMap::new(), false, &CancellationToken::new())
+            .await
+            .unwrap();
         assert_eq!(out.stdout_tail, "$(id) a;b\n");
     }
 
@@ -190,7 +209,7 @@ mod tests {
         // The shell starts a grandchild in the background and waits; both must die.
         let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
         let report =
-            run(&spec("sh", &["-c", &script], 300), &BTreeMap::new(), &CancellationToken::new()).await.unwrap();
+            run(&spec("sh", &["-c", &script], 300), &BTreeMap::new(), false, &CancellationToken::new()).await.unwrap();
         assert_eq!(report.outcome, Outcome::TimedOut);
         let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -201,8 +220,9 @@ mod tests {
 
     #[tokio::test]
     async fn output_is_bounded_to_its_tail() {
-        let out =
-            run(&spec("seq", &["1", "100000"], 5_000), &BTreeMap::new(), &CancellationToken::new()).await.unwrap();
+        let out = run(&spec("seq", &["1", "100000"], 5_000), &BTreeMap::new(), false, &CancellationToken::new())
+            .await
+            .unwrap();
         assert!(out.stdout_tail.len() <= TAIL_BYTES);
         assert!(out.stdout_tail.ends_with("100000\n"));
     }

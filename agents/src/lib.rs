@@ -4,6 +4,7 @@
 //!   pure state machine behind it.
 //! - [`agent`]: the role-agent runtime (claim, execute, keep the lease, report, ack).
 //! - [`exec`]: running a program without a shell in its own process group.
+//! - [`outputs`]: reading a step's declared outputs from its standard output or outputs file.
 //! - [`store`]: run snapshots in KV with compare-and-set.
 //! - [`wire`]: envelopes on the bus and deterministic message ids.
 //! - [`embedded`]: the whole system in one process over the memory bus (`muster run`).
@@ -14,7 +15,10 @@ pub mod cli;
 pub mod embedded;
 pub mod error;
 pub mod exec;
+pub mod graph;
+pub mod import;
 pub mod orchestrator;
+pub mod outputs;
 pub mod store;
 pub mod wire;
 

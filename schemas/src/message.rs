@@ -145,6 +145,54 @@ pub struct StepAssigned {
     pub idempotency_key: String,
     /// What to run.
     pub exec: ExecSpec,
+    /// Why this work exists: the step itself, one of its alternatives, or its compensation.
+    #[serde(default, skip_serializing_if = "Purpose::is_run")]
+    pub purpose: Purpose,
+    /// Outputs the agent must extract after a successful execution.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputWanted>,
+}
+
+/// Why a piece of work exists.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// The step's own action.
+    #[default]
+    Run,
+    /// The named alternative of the step, after its retries were exhausted.
+    Alternative(String),
+    /// The step's compensating action, during a rollback.
+    Rollback,
+}
+
+impl Purpose {
+    /// Whether this is the step's own action (the default, left out on the wire).
+    pub fn is_run(&self) -> bool {
+        *self == Purpose::Run
+    }
+
+    /// A short label for ids and logs (`run`, `alt-<id>`, `rollback`).
+    pub fn label(&self) -> String {
+        match self {
+            Purpose::Run => "run".to_owned(),
+            Purpose::Alternative(id) => format!("alt-{id}"),
+            Purpose::Rollback => "rollback".to_owned(),
+        }
+    }
+}
+
+/// An output the agent extracts from a finished execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputWanted {
+    /// The output's name.
+    pub name: String,
+    /// Its type (`string`, `int`, `number`, `bool`, `list`, `object`, ...).
+    pub kind: String,
+    /// `stdout_json` or `file`.
+    pub from: String,
+    /// JSON pointer (for `stdout_json`) or key (for `file`).
+    pub path: String,
 }
 
 /// Proof of life for a running step (sent with every lease extension).
@@ -202,9 +250,12 @@ pub struct StepResult {
     /// The last bytes of standard error (bounded, lossy UTF-8).
     #[serde(default)]
     pub stderr_tail: String,
-    /// Named outputs the step produced.
+    /// Named outputs the step produced, typed.
     #[serde(default)]
-    pub outputs: BTreeMap<String, String>,
+    pub outputs: BTreeMap<String, serde_json::Value>,
+    /// Which work this result answers (the step, an alternative, a compensation).
+    #[serde(default, skip_serializing_if = "Purpose::is_run")]
+    pub purpose: Purpose,
     /// Wall-clock duration on the agent.
     pub duration_ms: u64,
     /// When the agent started the program.

@@ -126,7 +126,22 @@ pub struct StepRecord {
     pub stderr_tail: String,
     /// Outputs of the accepted attempt.
     #[serde(default)]
-    pub outputs: BTreeMap<String, String>,
+    pub outputs: BTreeMap<String, serde_json::Value>,
+    /// When the next attempt may start (retry backoff), durable so a restart keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Timestamp>,
+    /// Failed attempts in a row (retries, alternatives), for escalations and status.
+    #[serde(default)]
+    pub failures: u32,
+    /// Attempts of the current action (the step's own, or the alternative in use).
+    #[serde(default)]
+    pub tries: u32,
+    /// The alternative in use, when the step's own action has been given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternative: Option<String>,
+    /// Why the step was skipped or failed, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl StepRecord {
@@ -147,6 +162,11 @@ impl StepRecord {
             stdout_tail: String::new(),
             stderr_tail: String::new(),
             outputs: BTreeMap::new(),
+            retry_at: None,
+            failures: 0,
+            tries: 0,
+            alternative: None,
+            note: None,
         }
     }
 }
@@ -172,6 +192,12 @@ pub struct RunSnapshot {
     pub reason: Option<String>,
     /// One record per protocol step, in protocol order.
     pub steps: Vec<StepRecord>,
+    /// Step ids in the order they succeeded: a rollback compensates in reverse.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub completed: Vec<String>,
+    /// Set while the run rolls back: the compensations still to run, next first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Vec<String>>,
 }
 
 impl RunSnapshot {
@@ -197,6 +223,7 @@ impl RunSnapshot {
                     exit_code: s.exit_code,
                     duration_ms: s.duration_ms,
                     outcome: s.outcome,
+                    note: s.note.clone(),
                 })
                 .collect(),
         }
@@ -243,4 +270,6 @@ pub struct StepStatus {
     pub duration_ms: Option<u64>,
     /// How it ended, or null.
     pub outcome: Option<Outcome>,
+    /// Why it was skipped, failed or rolled back, or null.
+    pub note: Option<String>,
 }

@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use muster_schemas::message::{
-    AgentHeartbeat, ExecSpec, Outcome, RefusalCode, RunFinished, RunStarted, RunTriggered, StepAssigned, StepProgress,
-    StepResult, TriggerReply,
+    AgentHeartbeat, ExecSpec, Outcome, OutputWanted, Purpose, RefusalCode, RunFinished, RunStarted, RunTriggered,
+    StepAssigned, StepProgress, StepResult, TriggerReply,
 };
 use muster_schemas::run::RunState;
 use muster_schemas::{Component, Envelope, Payload, Role, SCHEMA_VERSION, Sender, TraceContext, decode, encode};
@@ -62,6 +62,13 @@ fn samples() -> Vec<Envelope> {
             attempt: 1,
             idempotency_key: "run/write-file/1".into(),
             exec: exec(),
+            purpose: Purpose::Alternative("backup-region".into()),
+            outputs: vec![OutputWanted {
+                name: "state_id".into(),
+                kind: "string".into(),
+                from: "stdout_json".into(),
+                path: "/state/id".into(),
+            }],
         }),
         Payload::StepProgress(StepProgress {
             run_id: run_id(),
@@ -82,6 +89,7 @@ fn samples() -> Vec<Envelope> {
             stdout_tail: "ok\n".into(),
             stderr_tail: String::new(),
             outputs: BTreeMap::from([("path".into(), "/tmp/out".into())]),
+            purpose: Purpose::Run,
             duration_ms: 12,
             started_at: "2026-11-25T12:00:00Z".parse().unwrap_or_default(),
         }),

@@ -45,7 +45,7 @@ fn embedded_run_of_the_readme_protocol_succeeds() {
 fn embedded_run_of_a_failing_protocol_exits_1_with_the_reason() {
     let (dir, muster) = cluster_less();
     let file = dir.path().join("fails.yaml");
-    std::fs::write(&file, "id: fails\nsteps:\n  - {id: ok, owner: resource, exec: {program: 'true'}}\n  - {id: broken, owner: sre, exec: {program: ls, args: [/definitely/not/here]}}\n  - {id: never, owner: devops, exec: {program: 'true'}}\n").unwrap();
+    std::fs::write(&file, "id: fails\nsteps:\n  - {id: ok, owner: resource, exec: {program: 'true'}}\n  - {id: broken, owner: sre, needs: [ok], exec: {program: ls, args: [/definitely/not/here]}}\n  - {id: never, owner: devops, needs: [broken], exec: {program: 'true'}}\n").unwrap();
     let out = muster(&["run", file.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON status");

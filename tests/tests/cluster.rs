@@ -72,7 +72,7 @@ fn four_agents_run_the_readme_protocol_over_nats() {
     assert!(stdout.contains("by security-agent") && stdout.contains("inline-ok"), "{stdout}");
 }
 
-const SLOW_DEVOPS: &str = "id: slow\nsteps:\n  - {id: prepare, owner: resource, exec: {program: 'true'}}\n  - {id: deploy, owner: devops, timeout: 60s, exec: {program: sleep, args: ['3']}}\n  - {id: verify, owner: sre, exec: {program: 'true'}}\n";
+const SLOW_DEVOPS: &str = "id: slow\nsteps:\n  - {id: prepare, owner: resource, exec: {program: 'true'}}\n  - {id: deploy, owner: devops, needs: [prepare], timeout: 60s, exec: {program: sleep, args: ['3']}}\n  - {id: verify, owner: sre, needs: [deploy], exec: {program: 'true'}}\n";
 
 /// kill -9 of the devops agent mid-step: once the lease expires a second devops agent takes the
 /// step over, the run succeeds, and the step is recorded as succeeded once, by the second agent.

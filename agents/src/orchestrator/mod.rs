@@ -12,6 +12,7 @@
 //! non-terminal snapshot implies; deterministic message ids make the repeats harmless.
 
 pub mod engine;
+mod timers;
 
 use crate::store::RunStore;
 use crate::{Error, Result, wire};
@@ -58,13 +59,22 @@ struct Inner<B> {
     store: RunStore<B>,
     sender: Sender,
     options: OrchestratorOptions,
+    timers: timers::Timers,
 }
 
 impl<B: Bus> Orchestrator<B> {
     /// A service over `bus`.
     pub fn new(bus: B, options: OrchestratorOptions) -> Self {
         let sender = Sender { component: Component::Orchestrator, role: None, id: options.id.clone() };
-        Self { inner: Arc::new(Inner { store: RunStore::new(bus.clone()), bus, sender, options }) }
+        Self {
+            inner: Arc::new(Inner {
+                store: RunStore::new(bus.clone()),
+                bus,
+                sender,
+                options,
+                timers: Default::default(),
+            }),
+        }
     }
 
     /// Serves until `cancel` fires: recovers unfinished runs, then answers triggers and consumes
@@ -121,7 +131,23 @@ impl<B: Bus> Orchestrator<B> {
                 }
             }
         };
-        tokio::join!(trigger_loop, result_loop);
+        let timer_loop = async {
+            while let Some(due) = self.inner.timers.next_due(&cancel).await {
+                for run_id in due {
+                    let ticked = self.transition(run_id, &cancel, |run| engine::tick(run, Timestamp::now())).await;
+                    if let Err(err) = ticked {
+                        warn!(run_id = %run_id, error = %err, "timer could not be applied; retrying in 1s");
+                        self.inner.timers.arm(
+                            Timestamp::now()
+                                .checked_add(jiff::SignedDuration::from_secs(1))
+                                .unwrap_or_else(|_| Timestamp::now()),
+                            run_id,
+                        );
+                    }
+                }
+            }
+        };
+        tokio::join!(trigger_loop, result_loop, timer_loop);
         info!("orchestrator stopped");
         Ok(())
     }
@@ -227,26 +253,39 @@ impl<B: Bus> Orchestrator<B> {
         }
     }
 
-    /// Applies a result with compare-and-set, retrying on concurrent changes, then carries out
-    /// its effects.
+    /// Applies a result with compare-and-set, then carries out its effects.
     async fn apply(&self, result: &StepResult, cancel: &CancellationToken) -> Result<()> {
+        let applied =
+            self.transition(result.run_id, cancel, |run| engine::apply_result(run, result, Timestamp::now())).await?;
+        match applied {
+            Some(Applied::Ignored(why)) => {
+                info!(run_id = %result.run_id, step_id = %result.step_id, attempt = result.attempt, delivery = result.delivery, agent = %result.agent, why = %why, "result ignored");
+            }
+            Some(Applied::Changed(_)) => {
+                info!(run_id = %result.run_id, step_id = %result.step_id, outcome = ?result.outcome, agent = %result.agent, duration_ms = result.duration_ms, "step finished");
+            }
+            None => warn!(run_id = %result.run_id, "result for an unknown run ignored"),
+        }
+        Ok(())
+    }
+
+    /// One durable transition: load the run, apply `event`, write it with compare-and-set
+    /// (reloading and re-applying on a concurrent change), then carry out the effects.
+    /// `None` when the run does not exist.
+    async fn transition(
+        &self,
+        run_id: Uuid,
+        cancel: &CancellationToken,
+        event: impl Fn(&mut muster_schemas::run::RunSnapshot) -> Applied,
+    ) -> Result<Option<Applied>> {
         loop {
-            let Some((mut run, revision)) = self.inner.store.load(result.run_id).await? else {
-                warn!(run_id = %result.run_id, "result for an unknown run ignored");
-                return Ok(());
-            };
-            let effects = match engine::apply_result(&mut run, result, Timestamp::now()) {
-                Applied::Ignored(why) => {
-                    info!(run_id = %result.run_id, step_id = %result.step_id, attempt = result.attempt, delivery = result.delivery, agent = %result.agent, why = %why, "result ignored");
-                    return Ok(());
-                }
-                Applied::Changed(effects) => effects,
-            };
+            let Some((mut run, revision)) = self.inner.store.load(run_id).await? else { return Ok(None) };
+            let applied = event(&mut run);
+            let Applied::Changed(effects) = &applied else { return Ok(Some(applied)) };
             match self.inner.store.save(&run, revision).await {
                 Ok(_) => {
-                    info!(run_id = %run.id, step_id = %result.step_id, outcome = ?result.outcome, agent = %result.agent, duration_ms = result.duration_ms, "step finished");
-                    self.carry_out(run.id, effects, cancel).await;
-                    return Ok(());
+                    self.carry_out(run.id, effects.clone(), cancel).await;
+                    return Ok(Some(applied));
                 }
                 Err(Error::Bus(muster_bus::Error::RevisionMismatch)) => {
                     debug!(run_id = %run.id, "snapshot changed concurrently; reloading")
@@ -264,6 +303,10 @@ impl<B: Bus> Orchestrator<B> {
             loop {
                 let outcome = match &effect {
                     Effect::Dispatch(work) => self.dispatch(work).await,
+                    Effect::WakeAt(at) => {
+                        self.inner.timers.arm(*at, run_id);
+                        Ok(())
+                    }
                     Effect::Finished(state) => {
                         info!(run_id = %run_id, state = state.as_str(), "run finished");
                         let finished = Payload::RunFinished(RunFinished { run_id, state: *state });

@@ -106,11 +106,19 @@ fn from_cel(value: &cel::Value) -> Result<serde_json::Value, String> {
     })
 }
 
-/// The dotted path of a chain of field selections ending in an identifier (`a.b.c`).
+/// The dotted path of a chain of field selections and string indexes ending in an identifier
+/// (`a.b.c`, `outputs['build-image'].size` → `outputs.build-image.size`).
 fn path_of(expr: &IdedExpr) -> Option<String> {
     match &expr.expr {
         Expr::Ident(name) => Some(name.clone()),
         Expr::Select(select) => path_of(&select.operand).map(|base| format!("{base}.{}", select.field)),
+        Expr::Call(call) if call.func_name == "_[_]" && call.target.is_none() && call.args.len() == 2 => {
+            let key = match &call.args[1].expr {
+                Expr::Literal(cel::common::ast::LiteralValue::String(key)) => key.to_string(),
+                _ => return None,
+            };
+            path_of(&call.args[0]).map(|base| format!("{base}.{key}"))
+        }
         _ => None,
     }
 }
@@ -175,6 +183,8 @@ mod tests {
         assert_eq!(refs("outputs.scan.cvss >= 7.0 && inputs.env == 'prod'"), vec!["inputs.env", "outputs.scan.cvss"]);
         assert_eq!(refs("outputs.hosts.list.all(h, h.up)"), vec!["outputs.hosts.list"]);
         assert_eq!(refs("size(metrics.errors) > 0"), vec!["metrics.errors"]);
+        assert_eq!(refs("outputs['build-image'].size_mb < 100"), vec!["outputs.build-image.size_mb"]);
+        assert_eq!(refs("outputs.list[0] == x.y"), vec!["outputs.list", "x.y"]);
     }
 
     fn eval(source: &str) -> Result<bool, String> {

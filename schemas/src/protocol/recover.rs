@@ -57,8 +57,15 @@ fn top_level(node: &Node) -> &[(String, serde_saphyr::Location, Node)] {
     }
 }
 
+/// The item's first schema error (unknown key or value, missing key, wrong type). Other errors
+/// of a cut-out item (an alias to an anchor in another item, a syntax error) are artefacts of
+/// the cut and are left to the whole-file error.
 fn parse_as<T: DeserializeOwned>(path: &str, snippet: &str) -> Option<Diagnostic> {
-    serde_saphyr::from_str::<T>(snippet).err().map(|e| from_yaml(path, &e))
+    const SCHEMA_ERRORS: [&str; 5] = ["unknown field", "unknown variant", "missing field", "invalid", "duplicate"];
+    serde_saphyr::from_str::<T>(snippet)
+        .err()
+        .map(|e| from_yaml(path, &e))
+        .filter(|d| SCHEMA_ERRORS.iter().any(|prefix| d.message.starts_with(prefix)))
 }
 
 /// The item's text as a standalone document: its lines up to the next item (or the end of its
@@ -83,7 +90,11 @@ fn cut(lines: &[&str], item: &Node, next_line: Option<usize>) -> Option<(String,
         }
         out.push((*text).to_owned());
     }
-    let dedented: Vec<&str> = out.iter().map(|l| l.get(column..).unwrap_or("")).collect();
+    // Lines indented less than the item (blank lines, comments) carry nothing of it.
+    let dedented: Vec<&str> = out
+        .iter()
+        .map(|l| if l.len() - l.trim_start().len() < column { "" } else { l.get(column..).unwrap_or("") })
+        .collect();
     Some((dedented.join("\n"), line, column))
 }
 

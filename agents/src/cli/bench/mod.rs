@@ -256,11 +256,14 @@ impl Plan {
 
 /// A protocol of `steps` no-op steps whose owners cycle through the four roles.
 fn protocol_yaml(id: &str, steps: u32) -> String {
-    let mut yaml = format!("id: {id}\nversion: \"1\"\ntitle: muster bench, {steps} no-op steps\nsteps:\n");
+    // A chain: each step needs the one before, so the per-step latency is the round trip of one
+    // step at a time, comparable with the raw floor.
+    let mut yaml = format!("id: {id}\nversion: \"1\"\ntitle: muster bench, {steps} no-op steps in a chain\nsteps:\n");
     for (index, role) in (0..steps).zip(Role::ALL.iter().cycle()) {
+        let needs = if index == 0 { String::new() } else { format!("    needs: [s{index:04}]\n") };
         let _ = write!(
             yaml,
-            "  - id: s{:04}\n    owner: {role}\n    exec:\n      program: \"true\"\n    timeout: 30s\n",
+            "  - id: s{:04}\n    owner: {role}\n{needs}    exec:\n      program: \"true\"\n    timeout: 30s\n",
             index + 1
         );
     }

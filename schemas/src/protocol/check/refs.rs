@@ -206,9 +206,12 @@ impl Ctx<'_, '_> {
         let parts: Vec<&str> = reference.split('.').collect();
         let root = parts[0];
         if !scope.roots.contains(&root) {
-            let hint = match did_you_mean(root, scope.roots.iter().copied()) {
-                Some(best) => format!("did you mean `{best}`?"),
-                None => format!("here you can use: {}", scope.roots.join(", ")),
+            let suffix = format!("-{root}");
+            let hyphenated = self.index.by_id.keys().chain(self.index.gates.iter()).find(|id| id.ends_with(&suffix));
+            let hint = match (hyphenated, did_you_mean(root, scope.roots.iter().copied())) {
+                (Some(id), _) => format!("`{id}` contains `-`, which CEL reads as a minus: write `outputs['{id}']`"),
+                (None, Some(best)) => format!("did you mean `{best}`?"),
+                (None, None) => format!("here you can use: {}", scope.roots.join(", ")),
             };
             self.report.error_hint(path.to_vec(), format!("unknown variable `{reference}`"), hint);
             return;

@@ -1,0 +1,101 @@
+//! The work for one attempt of one action: the step's own `exec`, an alternative's, or the
+//! rollback's, with every template rendered one string at a time.
+
+use crate::wire;
+use muster_schemas::message::{ExecSpec, OutputWanted, Purpose, StepAssigned};
+use muster_schemas::protocol::model::action::HasAction;
+use muster_schemas::protocol::model::{ActionRef, ExecAction, OutputSource};
+use muster_schemas::protocol::template::{self, Context, RunFacts, StepFacts};
+use muster_schemas::run::{RunSnapshot, StepState};
+use std::collections::BTreeMap;
+
+/// Renders the work for the step at `index`, current attempt, for `purpose`.
+pub fn assignment(run: &RunSnapshot, index: usize, purpose: Purpose) -> Result<StepAssigned, String> {
+    let record = run.steps.get(index).ok_or("step missing from run")?;
+    let step = run.protocol.step(&record.id).ok_or("step missing from protocol")?;
+    let attempt = record.attempt;
+    let (action, owner, timeout) = match &purpose {
+        Purpose::Run => (step.action(), step.owner, step.timeout()),
+        Purpose::Alternative(id) => {
+            let alt = step.alternatives.iter().find(|a| &a.id == id).ok_or_else(|| format!("no alternative `{id}`"))?;
+            (alt.action(), alt.owner.unwrap_or(step.owner), step.timeout())
+        }
+        Purpose::Rollback => {
+            let rollback = step.rollback.as_ref().ok_or("the step has no rollback")?;
+            (rollback.action(), rollback.owner.unwrap_or(step.owner), rollback.timeout.map_or(step.timeout(), |t| t.0))
+        }
+    };
+    let Some(ActionRef::Exec(exec)) = action else {
+        return Err(format!("step `{}` has no `exec` action this engine can run", step.id));
+    };
+    let run_id = run.id.to_string();
+    let outputs: BTreeMap<String, BTreeMap<String, String>> = run
+        .steps
+        .iter()
+        .filter(|s| s.state == StepState::Succeeded || (purpose == Purpose::Rollback && s.id == step.id))
+        .map(|s| (s.id.clone(), s.outputs.iter().map(|(k, v)| (k.clone(), text_of(v))).collect()))
+        .collect();
+    let context = Context {
+        inputs: &run.inputs,
+        outputs: &outputs,
+        run: RunFacts { id: &run_id },
+        step: StepFacts { id: &step.id, attempt },
+    };
+    let spec = render(exec, &context, timeout)?;
+    let wanted = if purpose == Purpose::Rollback {
+        Vec::new()
+    } else {
+        step.outputs
+            .iter()
+            .filter(|(_, o)| matches!(o.from, OutputSource::StdoutJson | OutputSource::File))
+            .map(|(name, o)| OutputWanted {
+                name: name.clone(),
+                kind: o.kind.as_str().to_owned(),
+                from: if o.from == OutputSource::File { "file" } else { "stdout_json" }.to_owned(),
+                path: o.path.clone().unwrap_or_else(|| match o.from {
+                    OutputSource::File => name.clone(),
+                    _ => format!("/{name}"),
+                }),
+            })
+            .collect()
+    };
+    let key = match &purpose {
+        Purpose::Rollback => format!("{}/{}/rollback", run.id, step.id),
+        _ => wire::idempotency_key(run.id, &step.id, attempt),
+    };
+    Ok(StepAssigned {
+        run_id: run.id,
+        step_id: step.id.clone(),
+        owner,
+        attempt,
+        idempotency_key: key,
+        exec: spec,
+        purpose,
+        outputs: wanted,
+    })
+}
+
+fn render(exec: &ExecAction, context: &Context<'_>, timeout: std::time::Duration) -> Result<ExecSpec, String> {
+    let render = |text: &str| template::render(text, context);
+    let (program, args) = match (&exec.program, &exec.shell) {
+        (Some(program), _) => (render(program)?, exec.args.iter().map(|a| render(a)).collect::<Result<_, _>>()?),
+        // The script is passed verbatim: templates are refused in `shell:` at load time.
+        (None, Some(script)) => ("sh".to_owned(), vec!["-c".to_owned(), script.clone()]),
+        (None, None) => return Err("`exec` has neither `program` nor `shell`".to_owned()),
+    };
+    Ok(ExecSpec {
+        program,
+        args,
+        env: exec.env.iter().map(|(k, v)| Ok((k.clone(), render(v)?))).collect::<Result<_, String>>()?,
+        cwd: exec.cwd.as_deref().map(render).transpose()?,
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// An output as template text: strings as they are, everything else as JSON.
+fn text_of(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

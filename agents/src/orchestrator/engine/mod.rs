@@ -1,0 +1,223 @@
+//! The run state machine, free of I/O: given a snapshot and an event (a result, a timer), it
+//! changes the snapshot and says what to do next. The service writes the changed snapshot
+//! durably *before* carrying out the effects, so a crash between the two is repaired by
+//! [`resume`] on restart.
+//!
+//! - [`schedule`]: which steps may start (DAG, `when`, bounded parallelism), and when the run
+//!   is over;
+//! - [`failure`]: retries with backoff and jitter, alternatives in order, then `on_failure`;
+//! - [`rollback`]: compensations in reverse completion order (a saga);
+//! - [`dispatch`]: rendering the work for one attempt of one action;
+//! - [`vars`]: what CEL conditions and templates can read.
+//!
+//! Time comes in as an argument and timers go out as [`Effect::WakeAt`], so every rule here is
+//! tested without a clock.
+
+mod dispatch;
+mod failure;
+mod rollback;
+mod schedule;
+mod vars;
+
+#[cfg(test)]
+mod tests;
+
+use jiff::Timestamp;
+use muster_schemas::message::{Outcome, Purpose, StepAssigned, StepResult};
+use muster_schemas::protocol::Protocol;
+use muster_schemas::protocol::model::action::HasAction;
+use muster_schemas::protocol::model::{ActionRef, OnFailure};
+use muster_schemas::run::{RunSnapshot, RunState, StepRecord, StepState};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Steps of one run executing at once; the rest wait for a slot.
+pub const MAX_PARALLEL_STEPS: usize = 8;
+
+/// Something the service must do after the snapshot is durable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Put this work on its owner's queue.
+    Dispatch(Box<StepAssigned>),
+    /// Call [`tick`] for this run at (or after) this time.
+    WakeAt(Timestamp),
+    /// Announce that the run ended.
+    Finished(RunState),
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// Nothing changed (a stale or duplicate result, a timer with nothing due).
+    Ignored(String),
+    /// The snapshot changed; write it, then carry out the effects.
+    Changed(Vec<Effect>),
+}
+
+/// What this engine cannot execute yet in `protocol`, one entry per construct and place.
+pub fn unsupported(protocol: &Protocol) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, step) in protocol.all_steps() {
+        let mut note = |what: String| out.push(format!("step `{}` uses {what}", step.id));
+        if let Some(action) = step.action().filter(|a| !matches!(a, ActionRef::Exec(_))) {
+            note(format!("a `{}` action", action.key()));
+        }
+        for alt in &step.alternatives {
+            if let Some(action) = alt.action().filter(|a| !matches!(a, ActionRef::Exec(_))) {
+                note(format!("an alternative with a `{}` action", action.key()));
+            }
+        }
+        if let Some(action) =
+            step.rollback.as_ref().and_then(|r| r.action()).filter(|a| !matches!(a, ActionRef::Exec(_)))
+        {
+            note(format!("a rollback with a `{}` action", action.key()));
+        }
+        if matches!(step.on_failure, Some(OnFailure::Escalate(_))) {
+            note("`on_failure: escalate`".to_owned());
+        }
+    }
+    if !protocol.gates.is_empty() {
+        out.push(format!("{} quality gate(s)", protocol.gates.len()));
+    }
+    if !protocol.escalations.is_empty() {
+        out.push(format!("{} escalation trigger(s)", protocol.escalations.len()));
+    }
+    out
+}
+
+/// A new run, every step pending.
+pub fn new_run(id: Uuid, protocol: Protocol, inputs: BTreeMap<String, String>, now: Timestamp) -> RunSnapshot {
+    let steps = protocol.all_steps().map(|(_, s)| StepRecord::pending(&s.id, s.owner)).collect();
+    RunSnapshot {
+        id,
+        protocol,
+        inputs,
+        state: RunState::Pending,
+        started_at: now,
+        finished_at: None,
+        reason: None,
+        steps,
+        completed: Vec::new(),
+        rollback: None,
+    }
+}
+
+/// Starts a pending run.
+pub fn start(run: &mut RunSnapshot, now: Timestamp) -> Vec<Effect> {
+    run.state = RunState::Running;
+    schedule::advance(run, now)
+}
+
+/// Applies a step result.
+pub fn apply_result(run: &mut RunSnapshot, result: &StepResult, now: Timestamp) -> Applied {
+    if run.state.is_terminal() {
+        return Applied::Ignored(format!("run is already {}", run.state.as_str()));
+    }
+    let Some(index) = run.steps.iter().position(|s| s.id == result.step_id) else {
+        return Applied::Ignored(format!("run has no step `{}`", result.step_id));
+    };
+    let step = &run.steps[index];
+    let expected = current_purpose(run, index);
+    if step.state != StepState::Running || step.attempt != result.attempt || expected != result.purpose {
+        return Applied::Ignored(format!(
+            "step `{}` is {} at attempt {} ({}); result is for attempt {} ({})",
+            step.id,
+            step.state.as_str(),
+            step.attempt,
+            expected.label(),
+            result.attempt,
+            result.purpose.label()
+        ));
+    }
+    if result.purpose == Purpose::Rollback {
+        return Applied::Changed(rollback::on_result(run, index, result, now));
+    }
+    record(&mut run.steps[index], result, now);
+    if result.outcome == Outcome::Succeeded {
+        let step = &mut run.steps[index];
+        step.state = StepState::Succeeded;
+        step.failures = 0;
+        step.note = None;
+        run.completed.push(step.id.clone());
+        if run.rollback.is_some() {
+            // It finished after the rollback began: compensate it before the others.
+            return Applied::Changed(rollback::late_success(run, index, now));
+        }
+        return Applied::Changed(schedule::advance(run, now));
+    }
+    if run.rollback.is_some() {
+        return Applied::Changed(rollback::late_failure(run, index, result, now));
+    }
+    Applied::Changed(failure::on_failure(run, index, result, now))
+}
+
+/// Re-evaluates a run whose timer fired (a retry backoff ended).
+pub fn tick(run: &mut RunSnapshot, now: Timestamp) -> Applied {
+    if run.state.is_terminal() {
+        return Applied::Ignored(format!("run is already {}", run.state.as_str()));
+    }
+    let before = run.clone();
+    let effects = schedule::advance(run, now);
+    if *run == before && !effects.iter().any(|e| matches!(e, Effect::Dispatch(_))) {
+        return Applied::Ignored("nothing due".to_owned());
+    }
+    Applied::Changed(effects)
+}
+
+/// The effects that a durable snapshot implies but that may not have happened yet (the process
+/// died after writing it): re-dispatch running work, re-arm timers. Work ids are deterministic,
+/// so a dispatch that did happen is dropped by the bus as a duplicate.
+pub fn resume(run: &RunSnapshot) -> Vec<Effect> {
+    if run.state.is_terminal() {
+        return vec![Effect::Finished(run.state)];
+    }
+    let mut effects: Vec<Effect> = (0..run.steps.len())
+        .filter(|&i| run.steps[i].state == StepState::Running)
+        .filter_map(|i| dispatch::assignment(run, i, current_purpose(run, i)).ok())
+        .map(|a| Effect::Dispatch(Box::new(a)))
+        .collect();
+    effects.extend(schedule::next_wakeup(run).map(Effect::WakeAt));
+    effects
+}
+
+/// What the running work of step `index` is for.
+fn current_purpose(run: &RunSnapshot, index: usize) -> Purpose {
+    let step = &run.steps[index];
+    if run.rollback.is_some() && run.completed.contains(&step.id) {
+        return Purpose::Rollback;
+    }
+    match &step.alternative {
+        Some(id) => Purpose::Alternative(id.clone()),
+        None => Purpose::Run,
+    }
+}
+
+fn record(step: &mut StepRecord, result: &StepResult, now: Timestamp) {
+    step.deliveries = result.delivery;
+    step.agent = Some(result.agent.clone());
+    step.outcome = Some(result.outcome);
+    step.exit_code = result.exit_code;
+    step.duration_ms = Some(result.duration_ms);
+    step.finished_at = Some(now);
+    step.stdout_tail.clone_from(&result.stdout_tail);
+    step.stderr_tail.clone_from(&result.stderr_tail);
+    step.outputs.clone_from(&result.outputs);
+}
+
+/// Ends the run.
+fn finish(run: &mut RunSnapshot, state: RunState, reason: Option<String>, now: Timestamp) -> Vec<Effect> {
+    run.state = state;
+    run.reason = reason;
+    run.finished_at = Some(now);
+    vec![Effect::Finished(state)]
+}
+
+/// "exited with code 3", "timed out", ...
+fn describe(result: &StepResult) -> String {
+    match (result.outcome, result.exit_code) {
+        (Outcome::TimedOut, _) => "timed out".to_owned(),
+        (Outcome::SpawnFailed, _) => "could not start its program".to_owned(),
+        (_, Some(code)) => format!("exited with code {code}"),
+        _ => "was killed".to_owned(),
+    }
+}

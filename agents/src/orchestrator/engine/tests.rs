@@ -1,0 +1,263 @@
+//! The engine's rules, without a clock or a bus: every test drives a run by hand.
+
+use super::*;
+use muster_schemas::protocol::parse_protocol;
+use std::time::Duration;
+
+fn protocol(text: &str) -> Protocol {
+    parse_protocol("p.yaml", text).unwrap_or_else(|d| panic!("fixture must validate: {d:?}"))
+}
+
+fn t(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+fn run_of(text: &str, inputs: &[(&str, &str)]) -> RunSnapshot {
+    let inputs = inputs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    new_run(Uuid::nil(), protocol(text), inputs, t(0))
+}
+
+fn result(work: &StepAssigned, outcome: Outcome, outputs: &[(&str, serde_json::Value)]) -> StepResult {
+    StepResult {
+        run_id: work.run_id,
+        step_id: work.step_id.clone(),
+        attempt: work.attempt,
+        delivery: 1,
+        agent: format!("{}-1", work.owner),
+        outcome,
+        exit_code: Some(if outcome == Outcome::Succeeded { 0 } else { 3 }),
+        stdout_tail: String::new(),
+        stderr_tail: String::new(),
+        outputs: outputs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+        purpose: work.purpose.clone(),
+        duration_ms: 5,
+        started_at: t(0),
+    }
+}
+
+fn dispatched(effects: &[Effect]) -> Vec<StepAssigned> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Dispatch(work) => Some((**work).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ids(works: &[StepAssigned]) -> Vec<String> {
+    works.iter().map(|w| format!("{}:{}", w.step_id, w.purpose.label())).collect()
+}
+
+fn changed(applied: Applied) -> Vec<Effect> {
+    match applied {
+        Applied::Changed(effects) => effects,
+        Applied::Ignored(why) => panic!("expected a change, got: {why}"),
+    }
+}
+
+fn state(run: &RunSnapshot, id: &str) -> StepState {
+    run.steps.iter().find(|s| s.id == id).map(|s| s.state).unwrap()
+}
+
+const DIAMOND: &str = "id: p\ninputs:\n  dir: {default: /tmp}\nsteps:\n  - {id: a, owner: resource, exec: {program: ls, args: ['{{ inputs.dir }}']}, outputs: {count: {type: int}}}\n  - {id: b, owner: devops, needs: [a], exec: {program: echo, args: ['{{ outputs.a.count }}']}}\n  - {id: c, owner: security, needs: [a], exec: {program: 'true'}}\n  - {id: d, owner: sre, needs: [b, c], exec: {program: 'true'}}\n";
+
+#[test]
+fn independent_branches_are_dispatched_together_and_outputs_flow_into_arguments() {
+    let mut run = run_of(DIAMOND, &[("dir", "/srv")]);
+    let first = dispatched(&start(&mut run, t(0)));
+    assert_eq!(ids(&first), ["a:run"]);
+    assert_eq!(first[0].exec.args, ["/srv"]);
+    assert_eq!(first[0].outputs[0].path, "/count");
+    let fan_out = dispatched(&changed(apply_result(
+        &mut run,
+        &result(&first[0], Outcome::Succeeded, &[("count", 7.into())]),
+        t(1),
+    )));
+    assert_eq!(ids(&fan_out), ["b:run", "c:run"], "b and c run in parallel");
+    assert_eq!(fan_out[0].exec.args, ["7"]);
+    assert!(
+        dispatched(&changed(apply_result(&mut run, &result(&fan_out[0], Outcome::Succeeded, &[]), t(2)))).is_empty(),
+        "d waits for c"
+    );
+    let fan_in = dispatched(&changed(apply_result(&mut run, &result(&fan_out[1], Outcome::Succeeded, &[]), t(3))));
+    assert_eq!(ids(&fan_in), ["d:run"]);
+    let end = changed(apply_result(&mut run, &result(&fan_in[0], Outcome::Succeeded, &[]), t(4)));
+    assert_eq!(end, vec![Effect::Finished(RunState::Succeeded)]);
+    assert_eq!(run.completed, ["a", "b", "c", "d"]);
+}
+
+#[test]
+fn a_false_condition_skips_the_step_but_not_its_dependants() {
+    let text = "id: p\ninputs:\n  env: {type: enum, values: [dev, prod], default: dev}\nsteps:\n  - {id: approve, owner: sre, when: \"inputs.env == 'prod'\", exec: {program: 'true'}}\n  - {id: apply, owner: devops, needs: [approve], exec: {program: 'true'}}\n";
+    let mut run = run_of(text, &[("env", "dev")]);
+    let works = dispatched(&start(&mut run, t(0)));
+    assert_eq!(ids(&works), ["apply:run"]);
+    assert_eq!(state(&run, "approve"), StepState::Skipped);
+}
+
+#[test]
+fn retries_back_off_durably_then_alternatives_then_on_failure() {
+    let text = "id: p\nsteps:\n  - id: apply\n    owner: devops\n    exec: {program: terraform}\n    retry: {max_attempts: 3, backoff: exponential, initial: 10s, max: 1m, jitter: 0.0}\n    alternatives:\n      - {id: other-region, exec: {program: terraform, args: [-var=region=b]}}\n";
+    let mut run = run_of(text, &[]);
+    let mut work = dispatched(&start(&mut run, t(0))).remove(0);
+    let effects = changed(apply_result(&mut run, &result(&work, Outcome::Failed, &[]), t(1)));
+    assert_eq!(effects, vec![Effect::WakeAt(t(11))], "first retry after 10s");
+    assert_eq!(state(&run, "apply"), StepState::Pending);
+    assert!(matches!(tick(&mut run, t(5)), Applied::Ignored(_)), "nothing before the backoff ends");
+    work = dispatched(&changed(tick(&mut run, t(11)))).remove(0);
+    assert_eq!((work.attempt, work.purpose.clone()), (2, Purpose::Run));
+    assert_eq!(
+        changed(apply_result(&mut run, &result(&work, Outcome::Failed, &[]), t(12))),
+        vec![Effect::WakeAt(t(32))],
+        "then 20s"
+    );
+    assert_eq!(resume(&run), vec![Effect::WakeAt(t(32))], "the timer survives a restart");
+    work = dispatched(&changed(tick(&mut run, t(32)))).remove(0);
+    let alt = dispatched(&changed(apply_result(&mut run, &result(&work, Outcome::Failed, &[]), t(33))));
+    assert_eq!(ids(&alt), ["apply:alt-other-region"], "retries exhausted: the alternative");
+    assert_eq!(alt[0].exec.args, ["-var=region=b"]);
+    let end = changed(apply_result(&mut run, &result(&alt[0], Outcome::Failed, &[]), t(34)));
+    assert_eq!(end, vec![Effect::Finished(RunState::Failed)]);
+    assert_eq!(run.steps[0].failures, 4);
+}
+
+#[test]
+fn retry_if_decides_whether_a_failure_is_retried() {
+    let text = "id: p\nsteps:\n  - {id: a, owner: sre, exec: {program: x}, retry: {max_attempts: 5, retry_if: 'attempt.exit_code == 75'}}\n";
+    let mut run = run_of(text, &[]);
+    let work = dispatched(&start(&mut run, t(0))).remove(0);
+    let effects = changed(apply_result(&mut run, &result(&work, Outcome::Failed, &[]), t(1)));
+    assert_eq!(effects, vec![Effect::Finished(RunState::Failed)], "exit code 3 is not retried");
+    assert!(run.steps[0].note.as_deref().unwrap_or_default().contains("retry_if is false"));
+}
+
+#[test]
+fn backoff_grows_is_capped_and_jitter_is_bounded_and_repeatable() {
+    let policy = |backoff: &str, jitter: f64| {
+        let text = format!(
+            "id: p\nsteps:\n  - {{id: a, owner: sre, exec: {{program: x}}, retry: {{max_attempts: 9, backoff: {backoff}, initial: 10s, max: 1m, jitter: {jitter}}}}}\n"
+        );
+        protocol(&text).steps[0].retry.clone().unwrap()
+    };
+    let secs = |p: &_, tries| failure::backoff(p, tries, "seed").as_secs_f64();
+    let exp = policy("exponential", 0.0);
+    assert_eq!([1, 2, 3, 4, 5].map(|n| secs(&exp, n)), [10.0, 20.0, 40.0, 60.0, 60.0]);
+    let lin = policy("linear", 0.0);
+    assert_eq!([1, 2, 3].map(|n| secs(&lin, n)), [10.0, 20.0, 30.0]);
+    let jittered = policy("fixed", 0.5);
+    for seed in ["a", "b", "c", "d"] {
+        let d = failure::backoff(&jittered, 1, seed);
+        assert!(d >= Duration::from_millis(7_500) && d <= Duration::from_millis(12_500), "{d:?}");
+        assert_eq!(d, failure::backoff(&jittered, 1, seed));
+    }
+}
+
+const SAGA: &str = "id: p\nsteps:\n  - {id: network, owner: devops, exec: {program: 'true'}, rollback: {exec: {program: destroy-network}}}\n  - {id: noop, owner: sre, needs: [network], exec: {program: 'true'}}\n  - {id: compute, owner: devops, needs: [noop], exec: {program: 'true'}, rollback: {exec: {program: destroy-compute}}}\n  - {id: verify, owner: sre, needs: [compute], exec: {program: 'false'}, on_failure: rollback}\n";
+
+fn drive_to_failure(run: &mut RunSnapshot) -> Vec<Effect> {
+    let mut effects = start(run, t(0));
+    loop {
+        let works = dispatched(&effects);
+        let work = works.first().cloned().unwrap();
+        let outcome = if work.step_id == "verify" { Outcome::Failed } else { Outcome::Succeeded };
+        effects = changed(apply_result(run, &result(&work, outcome, &[]), t(1)));
+        if work.step_id == "verify" {
+            return effects;
+        }
+    }
+}
+
+#[test]
+fn a_failure_rolls_back_completed_steps_in_reverse_order() {
+    let mut run = run_of(SAGA, &[]);
+    let effects = drive_to_failure(&mut run);
+    let first = dispatched(&effects);
+    assert_eq!(ids(&first), ["compute:rollback"], "the newest completed step is compensated first");
+    assert_eq!(first[0].exec.program, "destroy-compute");
+    assert_eq!(first[0].idempotency_key, format!("{}/compute/rollback", Uuid::nil()));
+    let second = dispatched(&changed(apply_result(&mut run, &result(&first[0], Outcome::Succeeded, &[]), t(2))));
+    assert_eq!(ids(&second), ["network:rollback"], "noop has no compensation");
+    let end = changed(apply_result(&mut run, &result(&second[0], Outcome::Succeeded, &[]), t(3)));
+    assert_eq!(end, vec![Effect::Finished(RunState::RolledBack)]);
+    assert_eq!(
+        [state(&run, "network"), state(&run, "noop"), state(&run, "compute")],
+        [StepState::RolledBack, StepState::Succeeded, StepState::RolledBack]
+    );
+    assert_eq!(run.reason.as_deref(), Some("step `verify` exited with code 3"));
+}
+
+#[test]
+fn a_failed_compensation_fails_the_run_and_names_it() {
+    let mut run = run_of(SAGA, &[]);
+    let first = dispatched(&drive_to_failure(&mut run));
+    let end = changed(apply_result(&mut run, &result(&first[0], Outcome::Failed, &[]), t(2)));
+    assert_eq!(end, vec![Effect::Finished(RunState::Failed)]);
+    let reason = run.reason.clone().unwrap_or_default();
+    assert!(reason.contains("compensation of step `compute` exited with code 3"), "{reason}");
+    assert_eq!(state(&run, "network"), StepState::Succeeded, "nothing else is touched after a failed compensation");
+}
+
+#[test]
+fn on_failure_continue_skips_dependants_and_the_run_carries_on() {
+    let text = "id: p\nsteps:\n  - {id: optional, owner: sre, exec: {program: 'false'}, on_failure: continue}\n  - {id: after-optional, owner: sre, needs: [optional], exec: {program: 'true'}}\n  - {id: independent, owner: devops, exec: {program: 'true'}}\n";
+    let mut run = run_of(text, &[]);
+    let works = dispatched(&start(&mut run, t(0)));
+    assert_eq!(ids(&works), ["optional:run", "independent:run"]);
+    assert!(dispatched(&changed(apply_result(&mut run, &result(&works[0], Outcome::Failed, &[]), t(1)))).is_empty());
+    assert_eq!(state(&run, "after-optional"), StepState::Skipped);
+    let end = changed(apply_result(&mut run, &result(&works[1], Outcome::Succeeded, &[]), t(2)));
+    assert_eq!(end, vec![Effect::Finished(RunState::Succeeded)]);
+    assert!(run.reason.as_deref().unwrap_or_default().contains("optional"));
+}
+
+#[test]
+fn stale_and_duplicate_results_change_nothing() {
+    let mut run = run_of(DIAMOND, &[("dir", "/tmp")]);
+    let work = dispatched(&start(&mut run, t(0))).remove(0);
+    let before = run.clone();
+    let mut stale = result(&work, Outcome::Succeeded, &[]);
+    stale.attempt = 2;
+    assert!(matches!(apply_result(&mut run, &stale, t(1)), Applied::Ignored(_)));
+    let mut wrong_purpose = result(&work, Outcome::Succeeded, &[]);
+    wrong_purpose.purpose = Purpose::Rollback;
+    assert!(matches!(apply_result(&mut run, &wrong_purpose, t(1)), Applied::Ignored(_)));
+    assert_eq!(run, before);
+    changed(apply_result(&mut run, &result(&work, Outcome::Succeeded, &[("count", 1.into())]), t(1)));
+    assert!(matches!(apply_result(&mut run, &result(&work, Outcome::Succeeded, &[]), t(2)), Applied::Ignored(_)));
+}
+
+#[test]
+fn resume_redispatches_running_work_with_the_same_ids() {
+    let mut run = run_of(DIAMOND, &[("dir", "/tmp")]);
+    let first = start(&mut run, t(0));
+    assert_eq!(resume(&run), first);
+}
+
+#[test]
+fn phases_order_steps_and_shell_scripts_run_through_sh() {
+    let text = "id: p\nphases:\n  - id: verify\n    needs: [build]\n    steps:\n      - {id: check, owner: sre, exec: {program: 'true'}}\n  - id: build\n    steps:\n      - {id: second, owner: devops, needs: [first], exec: {program: 'true'}}\n      - {id: first, owner: devops, exec: {shell: 'echo hi'}}\n";
+    let mut run = run_of(text, &[]);
+    let mut order = Vec::new();
+    let mut effects = start(&mut run, t(0));
+    while let Some(work) = dispatched(&effects).first().cloned() {
+        order.push(work.step_id.clone());
+        if work.step_id == "first" {
+            assert_eq!(
+                (work.exec.program.as_str(), work.exec.args.clone()),
+                ("sh", vec!["-c".to_owned(), "echo hi".to_owned()])
+            );
+        }
+        effects = changed(apply_result(&mut run, &result(&work, Outcome::Succeeded, &[]), t(1)));
+    }
+    assert_eq!(order, ["first", "second", "check"]);
+    assert_eq!(run.state, RunState::Succeeded);
+}
+
+#[test]
+fn constructs_the_engine_cannot_run_are_named() {
+    let text = "id: p\ngroups: {ops: {}}\nsteps:\n  - {id: a, owner: sre, retry: {max_attempts: 3}, exec: {program: 'true'}}\n  - {id: b, owner: sre, approval: {approvers: {groups: [ops]}}}\n";
+    assert_eq!(unsupported(&protocol(text)), ["step `b` uses a `approval` action"]);
+    assert!(unsupported(&protocol(DIAMOND)).is_empty());
+    assert!(unsupported(&protocol(SAGA)).is_empty());
+}
