@@ -224,6 +224,8 @@ impl RunSnapshot {
                     duration_ms: s.duration_ms,
                     outcome: s.outcome,
                     note: s.note.clone(),
+                    started_at: s.started_at,
+                    finished_at: s.finished_at,
                 })
                 .collect(),
         }
@@ -272,4 +274,8 @@ pub struct StepStatus {
     pub outcome: Option<Outcome>,
     /// Why it was skipped, failed or rolled back, or null.
     pub note: Option<String>,
+    /// When it was first dispatched, or null.
+    pub started_at: Option<Timestamp>,
+    /// When its last result was accepted, or null.
+    pub finished_at: Option<Timestamp>,
 }

@@ -1,0 +1,105 @@
+//! End-to-end runs of the engine's constructs over a real `nats-server` with the agents as
+//! separate processes: parallel branches, a condition, retries with backoff, outputs flowing
+//! into later steps, and a rollback in reverse completion order. Every step appends its
+//! idempotency key to an effects file (once, guarded) and to an executions log (always), so the
+//! test can tell effects from executions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use support::Cluster;
+
+const DAG: &str = r#"id: dag
+inputs:
+  dir: {required: true}
+  fail_at_the_end: {type: bool, default: false}
+steps:
+  - id: prepare
+    owner: resource
+    exec: {shell: 'echo "$MUSTER_IDEMPOTENCY_KEY" >> "$DIR/executions"; grep -qxF "$MUSTER_IDEMPOTENCY_KEY" "$DIR/effects" 2>/dev/null || echo "$MUSTER_IDEMPOTENCY_KEY" >> "$DIR/effects"; echo "{\"zone\": \"eu-1\", \"replicas\": 3}"', env: {DIR: "{{ inputs.dir }}"}}
+    outputs:
+      zone: {type: string}
+      replicas: {type: int}
+    rollback: {exec: {shell: 'echo "undo prepare" >> "$DIR/undo"', env: {DIR: "{{ inputs.dir }}"}}}
+  - id: network
+    owner: devops
+    needs: [prepare]
+    exec: {shell: 'echo "$MUSTER_IDEMPOTENCY_KEY" >> "$DIR/executions"; sleep 1; echo "$MUSTER_IDEMPOTENCY_KEY" >> "$DIR/effects"', env: {DIR: "{{ inputs.dir }}"}}
+    rollback: {exec: {shell: 'echo "undo network" >> "$DIR/undo"', env: {DIR: "{{ inputs.dir }}"}}}
+  - id: harden
+    owner: security
+    needs: [prepare]
+    exec: {shell: 'echo "$MUSTER_IDEMPOTENCY_KEY" >> "$DIR/executions"; [ "$MUSTER_ATTEMPT" -ge 3 ] || exit 75; echo "$MUSTER_IDEMPOTENCY_KEY" >> "$DIR/effects"', env: {DIR: "{{ inputs.dir }}"}}
+    retry: {max_attempts: 3, backoff: fixed, initial: 1s, jitter: 0.0, retry_if: "attempt.exit_code == 75"}
+  - id: skipped
+    owner: sre
+    needs: [prepare]
+    when: "outputs.prepare.replicas > 5"
+    exec: {program: 'false'}
+  - id: verify
+    owner: sre
+    needs: [network, harden, skipped]
+    exec: {program: sh, args: [-c, 'echo "$1" >> "$2/effects"; [ "$3" = false ]', verify, "{{ outputs.prepare.zone }}", "{{ inputs.dir }}", "{{ inputs.fail_at_the_end }}"]}
+    on_failure: rollback
+"#;
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
+}
+
+fn start() -> (Cluster, Vec<support::Proc>) {
+    let cluster = Cluster::start();
+    cluster.scenario("dag.yaml", DAG);
+    let mut procs = vec![cluster.orchestrator("orchestrator", &cluster.path("scenarios"))];
+    for role in ["resource", "devops", "security", "sre"] {
+        procs.push(cluster.agent(&format!("{role}-agent"), role));
+    }
+    (cluster, procs)
+}
+
+#[test]
+fn parallel_branches_conditions_retries_and_outputs() {
+    let (cluster, _procs) = start();
+    let dir = cluster.path("work");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run_id = cluster.trigger("dag", &[&format!("dir={}", dir.display())]);
+    let status = cluster.wait_terminal(&run_id, Duration::from_secs(60));
+    assert_eq!(status["state"], "succeeded", "{status:#}");
+    let steps: BTreeMap<&str, &serde_json::Value> =
+        status["steps"].as_array().unwrap().iter().map(|s| (s["id"].as_str().unwrap(), s)).collect();
+    assert_eq!(steps["harden"]["attempts"], 3, "two retried failures, then success");
+    assert_eq!(steps["skipped"]["state"], "skipped");
+    assert_eq!(steps["verify"]["state"], "succeeded");
+    let effects = lines(&dir.join("effects"));
+    assert!(effects.contains(&"eu-1".to_owned()), "the output of prepare reached verify's arguments: {effects:?}");
+    let keys: Vec<&String> = effects.iter().filter(|l| l.contains('/')).collect();
+    let unique: std::collections::BTreeSet<&String> = keys.iter().copied().collect();
+    assert_eq!(keys.len(), unique.len(), "each effect happened once: {effects:?}");
+    assert_eq!(keys.len(), 3, "prepare, network, harden: {effects:?}");
+    assert_eq!(lines(&dir.join("executions")).len(), 5, "harden executed three times");
+    // The branches were dispatched together, not one after the other.
+    let at = |id: &str, key: &str| steps[id][key].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    let gap = at("harden", "started_at").duration_since(at("network", "started_at")).abs();
+    assert!(gap < jiff::SignedDuration::from_millis(500), "network and harden started {gap:#} apart");
+    assert!(at("network", "finished_at") > at("harden", "started_at"), "harden started while network ran");
+}
+
+#[test]
+fn a_failure_rolls_back_in_reverse_completion_order() {
+    let (cluster, _procs) = start();
+    let dir = cluster.path("work");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run_id = cluster.trigger("dag", &[&format!("dir={}", dir.display()), "fail_at_the_end=true"]);
+    let status = cluster.wait_terminal(&run_id, Duration::from_secs(60));
+    assert_eq!(status["state"], "rolled_back", "{status:#}");
+    assert_eq!(lines(&dir.join("undo")), ["undo network", "undo prepare"], "newest first; harden has no compensation");
+    let steps: BTreeMap<&str, &serde_json::Value> =
+        status["steps"].as_array().unwrap().iter().map(|s| (s["id"].as_str().unwrap(), s)).collect();
+    assert_eq!(steps["network"]["state"], "rolled_back");
+    assert_eq!(steps["prepare"]["state"], "rolled_back");
+    assert_eq!(steps["harden"]["state"], "succeeded");
+    assert_eq!(steps["verify"]["state"], "failed");
+    assert!(status["reason"].as_str().unwrap().contains("step `verify` exited with code 1"), "{status:#}");
+}
