@@ -122,3 +122,31 @@ fn cluster_commands_without_a_cluster_say_what_is_missing() {
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = Cluster::start; // the cluster harness is shared with cluster.rs
 }
+
+/// `muster graph` draws every scenario in both formats; `muster import speckit` turns the seed
+/// `tasks.md` into a protocol that validates.
+#[test]
+fn graph_and_import_work_from_the_command_line() {
+    let (dir, muster) = cluster_less();
+    for entry in std::fs::read_dir(support::repo().join("scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        for (format, marker) in [("mermaid", "flowchart"), ("dot", "digraph")] {
+            let out = muster(&["graph", path.to_str().unwrap(), "--format", format]);
+            assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+            assert!(String::from_utf8_lossy(&out.stdout).starts_with(marker), "{} as {format}", path.display());
+        }
+    }
+    let imported = dir.path().join("tasks.yaml");
+    let tasks = support::repo().join("agents/tests/fixtures/speckit-tasks.md");
+    let out = muster(&["import", "speckit", tasks.to_str().unwrap(), "--output", imported.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = muster(&["validate", imported.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("6 phases, 41 steps"), "{stdout}");
+    let out = muster(&["graph", imported.to_str().unwrap(), "--format", "bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+}

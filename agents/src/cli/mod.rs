@@ -7,6 +7,7 @@
 mod bench;
 mod client;
 mod commands;
+mod convert;
 mod services;
 pub mod settings;
 
@@ -105,6 +106,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Draw a protocol: phases as clusters, steps, human steps, gates, escalations.
+    Graph {
+        /// The protocol file.
+        file: PathBuf,
+        /// `mermaid` (Markdown previews) or `dot` (Graphviz: `dot -Tsvg`).
+        #[arg(long, value_enum, default_value_t = crate::graph::Format::Mermaid)]
+        format: crate::graph::Format,
+        /// Write to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Turn a document written for another tool into a protocol file.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Run the orchestrator service.
     Orchestrator {
         /// Where the cluster is.
@@ -130,6 +145,35 @@ pub enum Command {
     },
     /// Measure step throughput and latency through NATS against the raw JetStream floor.
     Bench(bench::BenchArgs),
+}
+
+/// What `muster import` reads.
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// A spec-kit tasks.md: `## Phase N` sections of `- [ ] T001 [P] [US1] ...` tasks, and its
+    /// Dependencies section. Each task becomes a manual step for the `implementers` group.
+    Speckit {
+        /// The tasks.md file.
+        file: PathBuf,
+        /// Protocol id (default: from the `# Tasks: <name>` heading, else the file name).
+        #[arg(long)]
+        id: Option<String>,
+        /// One role owning every step (default: inferred per task from its text).
+        #[arg(long, value_name = "ROLE")]
+        owner: Option<Role>,
+        /// Owner of tasks whose text matches no role.
+        #[arg(long, value_name = "ROLE", default_value = "devops")]
+        default_owner: Role,
+        /// Run a program for a task instead of asking people, e.g. `T039=make lint` (repeatable).
+        #[arg(long = "exec", value_name = "TASK=PROGRAM [ARGS]", value_parser = crate::import::speckit::parse_exec_mapping)]
+        exec: Vec<(String, crate::import::speckit::ExecMapping)>,
+        /// How long people have for each task (`3d`, `1w`).
+        #[arg(long, value_name = "DURATION")]
+        deadline: Option<muster_schemas::protocol::DurationSpec>,
+        /// Write the protocol to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 fn parse_input(text: &str) -> Result<(String, String), String> {
@@ -174,6 +218,18 @@ pub async fn run(cli: Cli) -> ExitCode {
             services::agent(&settings, role, cluster, concurrency, id).await
         }
         Command::Bench(args) => bench::run(&settings, args).await,
+        Command::Graph { file, format, output } => convert::graph(&file, format, output.as_deref()),
+        Command::Import(ImportCommand::Speckit { file, id, owner, default_owner, exec, deadline, output }) => {
+            let options = crate::import::speckit::ImportOptions {
+                id,
+                file_name: Some(file.display().to_string()),
+                owner,
+                default_owner,
+                exec: exec.into_iter().collect(),
+                deadline,
+            };
+            convert::import_speckit(&file, &options, output.as_deref())
+        }
     };
     ExitCode::from(code)
 }
