@@ -16,7 +16,7 @@ use crate::{Result, wire};
 use jiff::Timestamp;
 use muster_bus::subjects::Subjects;
 use muster_bus::{Bus, Delivery, Error as BusError};
-use muster_schemas::message::{AgentHeartbeat, Outcome, StepAssigned, StepProgress, StepResult};
+use muster_schemas::message::{AgentHeartbeat, Outcome, StepAssigned, StepProgress, StepResult, StepStarted};
 use muster_schemas::{Component, Payload, Role, Sender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -228,6 +228,25 @@ impl<B: Bus> Agent<B> {
             ("MUSTER_ROLE".to_owned(), options.role.to_string()),
             ("MUSTER_AGENT_ID".to_owned(), options.id.clone()),
         ]);
+        if delivery.deliveries() > 1 {
+            // Another agent held this step and lost its lease: fence it off before running, so
+            // its late result (if it is only paused, not dead) is recognised as stale.
+            let takeover = Payload::StepStarted(StepStarted {
+                run_id: work.run_id,
+                step_id: work.step_id.clone(),
+                attempt: work.attempt,
+                delivery: delivery.deliveries(),
+                agent: options.id.clone(),
+                purpose: work.purpose.clone(),
+            });
+            let id = format!("started/{}/{}/{}/{}", work.run_id, work.step_id, work.attempt, delivery.deliveries());
+            if !self.report(&work, &delivery, &id, takeover).await {
+                stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                warn!("could not announce the takeover; releasing the step");
+                let _ = delivery.nak(Duration::from_secs(1)).await;
+                return;
+            }
+        }
         let started_at = Timestamp::now();
         let started = Instant::now();
         let wants_stdout = work.outputs.iter().any(|o| o.from == "stdout_json");
@@ -280,34 +299,41 @@ impl<B: Bus> Agent<B> {
             duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
             started_at,
         };
-        let subject = options.subjects.event(&work.run_id.to_string(), "result");
         let id = wire::result_id(work.run_id, &work.step_id, work.attempt, delivery.deliveries());
+        let (outcome, exit_code, duration_ms) = (result.outcome, result.exit_code, result.duration_ms);
+        if self.report(&work, &delivery, &id, Payload::StepResult(result)).await {
+            stats.completed.fetch_add(1, Ordering::Relaxed);
+            info!(outcome = ?outcome, exit_code = ?exit_code, duration_ms, "step finished");
+            if let Err(err) = delivery.ack().await {
+                warn!(error = %err, "could not ack; the step may be redelivered and its result ignored");
+            }
+        } else {
+            warn!("giving up publishing the result; releasing the step to be run again");
+            let _ = delivery.nak(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Publishes an event about the step on its run's results subject, retrying with backoff
+    /// (and keeping the lease alive meanwhile). Returns whether it was stored.
+    async fn report<D: Delivery>(&self, work: &StepAssigned, delivery: &D, id: &str, payload: Payload) -> bool {
+        let subject = self.inner.options.subjects.event(&work.run_id.to_string(), "result");
         let mut backoff = Duration::from_millis(100);
         for _ in 0..8 {
-            let published = match wire::seal(&self.inner.sender, Some(work.run_id), Payload::StepResult(result.clone()))
-            {
-                Ok(bytes) => self.inner.bus.publish_event(&subject, &id, bytes).await.map_err(crate::Error::from),
+            let published = match wire::seal(&self.inner.sender, Some(work.run_id), payload.clone()) {
+                Ok(bytes) => self.inner.bus.publish_event(&subject, id, bytes).await.map_err(crate::Error::from),
                 Err(err) => Err(err.into()),
             };
             match published {
-                Ok(_) => {
-                    stats.completed.fetch_add(1, Ordering::Relaxed);
-                    info!(outcome = ?result.outcome, exit_code = ?result.exit_code, duration_ms = result.duration_ms, "step finished");
-                    if let Err(err) = delivery.ack().await {
-                        warn!(error = %err, "could not ack; the step may be redelivered and its result ignored");
-                    }
-                    return;
-                }
+                Ok(_) => return true,
                 Err(err) => {
-                    warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "could not publish the result");
+                    warn!(error = %err, kind = payload.kind(), retry_in_ms = backoff.as_millis() as u64, "could not publish");
                     let _ = delivery.in_progress().await;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
-        warn!("giving up publishing the result; releasing the step to be run again");
-        let _ = delivery.nak(Duration::from_secs(1)).await;
+        false
     }
 
     async fn keep_alive<D: Delivery>(&self, work: &StepAssigned, delivery: &D, started: Instant) {

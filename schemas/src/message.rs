@@ -23,6 +23,9 @@ pub enum Payload {
     RunFinished(RunFinished),
     /// Work for a role agent: run this step now.
     StepAssigned(StepAssigned),
+    /// An agent took over a step whose lease another agent lost (a redelivery): from now on
+    /// only this delivery's result counts.
+    StepStarted(StepStarted),
     /// A step is still running; the agent extended its lease.
     StepProgress(StepProgress),
     /// A step attempt ended.
@@ -40,6 +43,7 @@ impl Payload {
             Payload::RunStarted(_) => "run_started",
             Payload::RunFinished(_) => "run_finished",
             Payload::StepAssigned(_) => "step_assigned",
+            Payload::StepStarted(_) => "step_started",
             Payload::StepProgress(_) => "step_progress",
             Payload::StepResult(_) => "step_result",
             Payload::AgentHeartbeat(_) => "agent_heartbeat",
@@ -193,6 +197,24 @@ pub struct OutputWanted {
     pub from: String,
     /// JSON pointer (for `stdout_json`) or key (for `file`).
     pub path: String,
+}
+
+/// The fencing token of a redelivered step: results of older deliveries are stale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStarted {
+    /// The run.
+    pub run_id: Uuid,
+    /// The step.
+    pub step_id: String,
+    /// The orchestrator's attempt number.
+    pub attempt: u32,
+    /// The bus delivery that now holds the lease.
+    pub delivery: u32,
+    /// The agent that took it over.
+    pub agent: String,
+    /// Which work it is (the step, an alternative, a compensation).
+    #[serde(default, skip_serializing_if = "Purpose::is_run")]
+    pub purpose: Purpose,
 }
 
 /// Proof of life for a running step (sent with every lease extension).

@@ -5,7 +5,7 @@
 
 use muster_schemas::message::{
     AgentHeartbeat, ExecSpec, Outcome, OutputWanted, Purpose, RefusalCode, RunFinished, RunStarted, RunTriggered,
-    StepAssigned, StepProgress, StepResult, TriggerReply,
+    StepAssigned, StepProgress, StepResult, StepStarted, TriggerReply,
 };
 use muster_schemas::run::RunState;
 use muster_schemas::{Component, Envelope, Payload, Role, SCHEMA_VERSION, Sender, TraceContext, decode, encode};
@@ -70,6 +70,14 @@ fn samples() -> Vec<Envelope> {
                 path: "/state/id".into(),
             }],
         }),
+        Payload::StepStarted(StepStarted {
+            run_id: run_id(),
+            step_id: "write-file".into(),
+            attempt: 1,
+            delivery: 2,
+            agent: "devops-2".into(),
+            purpose: Purpose::Run,
+        }),
         Payload::StepProgress(StepProgress {
             run_id: run_id(),
             step_id: "write-file".into(),
@@ -109,6 +117,7 @@ fn samples() -> Vec<Envelope> {
             | Payload::RunStarted(_)
             | Payload::RunFinished(_)
             | Payload::StepAssigned(_)
+            | Payload::StepStarted(_)
             | Payload::StepProgress(_)
             | Payload::StepResult(_)
             | Payload::AgentHeartbeat(_) => {}
@@ -125,7 +134,7 @@ fn golden_dir() -> PathBuf {
 fn every_kind_matches_its_golden_bytes_in_both_directions() {
     let bless = std::env::var_os("MUSTER_BLESS").is_some();
     let samples = samples();
-    assert_eq!(samples.len(), 8);
+    assert_eq!(samples.len(), 9);
     for sample in samples {
         let path = golden_dir().join(format!("{}.msgpack", sample.payload.kind()));
         let bytes = encode(&sample).expect("sample encodes");

@@ -216,3 +216,30 @@ fn a_killed_orchestrator_is_replaced_and_the_run_finishes() {
     assert_eq!(status["state"], "succeeded", "{status:#}");
     assert!(status["steps"].as_array().unwrap().iter().all(|s| s["attempts"] == 1), "nothing ran twice: {status:#}");
 }
+
+/// An agent SIGSTOPped past its lease and then resumed: another agent took the step over, and
+/// the paused agent's late result is recognised as stale and ignored.
+#[test]
+fn a_paused_agent_that_lost_its_lease_has_its_late_result_ignored() {
+    let mut cluster = Cluster::start();
+    cluster.setting("MUSTER_LEASE", "2s");
+    cluster.scenario("slow.yaml", SLOW_DEVOPS);
+    let orchestrator = cluster.orchestrator("orchestrator", &cluster.path("scenarios"));
+    let _resource = cluster.agent("resource-agent", "resource");
+    let _sre = cluster.agent("sre-agent", "sre");
+    let mut paused = cluster.agent("devops-paused", "devops");
+    let run_id = cluster.trigger("slow", &[]);
+    paused.wait_for_log("step started", Duration::from_secs(20));
+    paused.signal(nix::sys::signal::Signal::SIGSTOP);
+    let mut heir = cluster.agent("devops-heir", "devops");
+    heir.wait_for_log("step started", Duration::from_secs(20));
+    paused.signal(nix::sys::signal::Signal::SIGCONT);
+    paused.wait_for_log("step finished", Duration::from_secs(20));
+    let status = cluster.wait_terminal(&run_id, Duration::from_secs(30));
+    assert_eq!(status["state"], "succeeded", "{status:#}");
+    assert_eq!(status["steps"][1]["agent"], "devops-heir", "{status:#}");
+    assert_eq!(status["steps"][1]["attempts"], 2);
+    let log = orchestrator.log_text();
+    assert!(log.contains("stale result of step `deploy`: delivery 1 lost its lease"), "{log}");
+    assert_eq!(log.lines().filter(|l| l.contains("step finished") && l.contains("step_id=deploy")).count(), 1, "{log}");
+}

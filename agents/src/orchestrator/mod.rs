@@ -21,7 +21,9 @@ use engine::{Applied, Effect};
 use jiff::Timestamp;
 use muster_bus::subjects::Subjects;
 use muster_bus::{Bus, Delivery, EventStream, Request, Subscription};
-use muster_schemas::message::{RefusalCode, RunFinished, RunStarted, RunTriggered, StepResult, TriggerReply};
+use muster_schemas::message::{
+    RefusalCode, RunFinished, RunStarted, RunTriggered, StepResult, StepStarted, TriggerReply,
+};
 use muster_schemas::protocol::{Protocol, resolve_inputs};
 use muster_schemas::{Component, Payload, Sender};
 use std::collections::BTreeMap;
@@ -225,32 +227,39 @@ impl<B: Bus> Orchestrator<B> {
     }
 
     async fn on_result_delivery<D: Delivery>(&self, delivery: D, cancel: &CancellationToken) {
-        let result = match wire::decode(delivery.payload()) {
-            Ok(envelope) => match envelope.payload {
-                Payload::StepResult(result) => result,
-                other => {
-                    warn!(
-                        kind = other.kind(),
-                        subject = delivery.subject(),
-                        "unexpected message on the results subject"
-                    );
-                    settle(delivery.dead_letter(&format!("unexpected kind {}", other.kind())).await);
-                    return;
-                }
-            },
+        let payload = match wire::decode(delivery.payload()) {
+            Ok(envelope) => envelope.payload,
             Err(err) => {
                 warn!(subject = delivery.subject(), error = %err, kind = err.label(), "undecodable result");
                 settle(delivery.dead_letter(&format!("undecodable: {err}")).await);
                 return;
             }
         };
-        match self.apply(&result, cancel).await {
+        let applied = match payload {
+            Payload::StepResult(result) => self.apply(&result, cancel).await,
+            Payload::StepStarted(started) => self.take_over(&started, cancel).await,
+            other => {
+                warn!(kind = other.kind(), subject = delivery.subject(), "unexpected message on the results subject");
+                settle(delivery.dead_letter(&format!("unexpected kind {}", other.kind())).await);
+                return;
+            }
+        };
+        match applied {
             Ok(()) => settle(delivery.ack().await),
             Err(err) => {
-                warn!(run_id = %result.run_id, step_id = %result.step_id, error = %err, "could not apply a result; it will be redelivered");
+                warn!(subject = delivery.subject(), error = %err, "could not apply an event; it will be redelivered");
                 settle(delivery.nak(Duration::from_millis(500)).await);
             }
         }
+    }
+
+    /// Records a lease takeover.
+    async fn take_over(&self, started: &StepStarted, cancel: &CancellationToken) -> Result<()> {
+        let applied = self.transition(started.run_id, cancel, |run| engine::apply_started(run, started)).await?;
+        if let Some(Applied::Changed(_)) = applied {
+            info!(run_id = %started.run_id, step_id = %started.step_id, delivery = started.delivery, agent = %started.agent, "step taken over after a lost lease");
+        }
+        Ok(())
     }
 
     /// Applies a result with compare-and-set, then carries out its effects.

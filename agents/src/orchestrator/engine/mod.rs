@@ -23,7 +23,7 @@ mod vars;
 mod tests;
 
 use jiff::Timestamp;
-use muster_schemas::message::{Outcome, Purpose, StepAssigned, StepResult};
+use muster_schemas::message::{Outcome, Purpose, StepAssigned, StepResult, StepStarted};
 use muster_schemas::protocol::Protocol;
 use muster_schemas::protocol::model::action::HasAction;
 use muster_schemas::protocol::model::{ActionRef, OnFailure};
@@ -129,6 +129,12 @@ pub fn apply_result(run: &mut RunSnapshot, result: &StepResult, now: Timestamp) 
             result.purpose.label()
         ));
     }
+    if result.delivery < step.deliveries {
+        return Applied::Ignored(format!(
+            "stale result of step `{}`: delivery {} lost its lease; delivery {} holds it now",
+            step.id, result.delivery, step.deliveries
+        ));
+    }
     if result.purpose == Purpose::Rollback {
         return Applied::Changed(rollback::on_result(run, index, result, now));
     }
@@ -149,6 +155,29 @@ pub fn apply_result(run: &mut RunSnapshot, result: &StepResult, now: Timestamp) 
         return Applied::Changed(rollback::late_failure(run, index, result, now));
     }
     Applied::Changed(failure::on_failure(run, index, result, now))
+}
+
+/// Records that a redelivered step changed hands: the new delivery is the only one whose result
+/// will count (a fencing token against agents that lost their lease but are still running).
+pub fn apply_started(run: &mut RunSnapshot, started: &StepStarted) -> Applied {
+    let Some(index) = run.steps.iter().position(|s| s.id == started.step_id) else {
+        return Applied::Ignored(format!("run has no step `{}`", started.step_id));
+    };
+    let current = current_purpose(run, index);
+    let step = &mut run.steps[index];
+    if run.state.is_terminal()
+        || step.state != StepState::Running
+        || step.attempt != started.attempt
+        || current != started.purpose
+    {
+        return Applied::Ignored(format!("step `{}` is not running attempt {}", step.id, started.attempt));
+    }
+    if started.delivery <= step.deliveries {
+        return Applied::Ignored(format!("delivery {} is not newer than {}", started.delivery, step.deliveries));
+    }
+    step.deliveries = started.delivery;
+    step.agent = Some(started.agent.clone());
+    Applied::Changed(Vec::new())
 }
 
 /// Re-evaluates a run whose timer fired (a retry backoff ended).

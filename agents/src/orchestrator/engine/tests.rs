@@ -261,3 +261,27 @@ fn constructs_the_engine_cannot_run_are_named() {
     assert!(unsupported(&protocol(DIAMOND)).is_empty());
     assert!(unsupported(&protocol(SAGA)).is_empty());
 }
+
+#[test]
+fn a_result_from_a_delivery_that_lost_its_lease_is_ignored() {
+    let mut run = run_of(DIAMOND, &[("dir", "/tmp")]);
+    let work = dispatched(&start(&mut run, t(0))).remove(0);
+    let takeover = StepStarted {
+        run_id: work.run_id,
+        step_id: work.step_id.clone(),
+        attempt: 1,
+        delivery: 2,
+        agent: "resource-2".into(),
+        purpose: Purpose::Run,
+    };
+    assert!(matches!(apply_started(&mut run, &takeover), Applied::Changed(_)));
+    assert!(matches!(apply_started(&mut run, &takeover), Applied::Ignored(_)), "idempotent");
+    let late = result(&work, Outcome::Succeeded, &[("count", 1.into())]);
+    let Applied::Ignored(why) = apply_result(&mut run, &late, t(5)) else { panic!("the stale result must be ignored") };
+    assert!(why.contains("lost its lease"), "{why}");
+    let mut current = result(&work, Outcome::Succeeded, &[("count", 1.into())]);
+    current.delivery = 2;
+    current.agent = "resource-2".into();
+    changed(apply_result(&mut run, &current, t(6)));
+    assert_eq!(run.steps[0].agent.as_deref(), Some("resource-2"));
+}
