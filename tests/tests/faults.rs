@@ -104,3 +104,30 @@ fn fifty_runs_survive_an_orchestrator_killed_at_random() {
     );
     assert!(kills >= 10, "the orchestrator was killed often enough ({kills})");
 }
+
+/// nats-server itself is killed with SIGKILL mid-run and restarted on the same store: the
+/// orchestrator and agents reconnect, nothing acknowledged is lost, and every run finishes.
+#[test]
+fn runs_finish_after_nats_server_is_killed_and_restarted() {
+    let mut cluster = Cluster::start();
+    cluster.scenario("chaos.yaml", &protocol());
+    let _orchestrator = cluster.orchestrator("orchestrator", &cluster.path("scenarios"));
+    let _agents: Vec<_> =
+        ["resource", "devops", "security", "sre"].iter().map(|r| cluster.agent(&format!("{r}-agent"), r)).collect();
+    let mut runs = Vec::new();
+    for i in 0..10 {
+        let dir = cluster.path(&format!("run-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        runs.push((cluster.trigger("chaos", &[&format!("dir={}", dir.display())]), dir));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.nats.kill().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.nats.restart().unwrap();
+    for (id, dir) in &runs {
+        let status = cluster.wait_terminal(id, Duration::from_secs(120));
+        assert_eq!(status["state"], "succeeded", "run {id}: {status:#}");
+        let applied = lines(&dir.join("effects"));
+        assert_eq!(applied.len(), 3, "run {id}: each effect once: {applied:?}");
+    }
+}
