@@ -12,6 +12,7 @@
 //! only one result per attempt.
 
 use crate::exec::{self, Interrupted};
+use crate::probe;
 use crate::{Result, wire};
 use jiff::Timestamp;
 use muster_bus::subjects::Subjects;
@@ -210,7 +211,8 @@ impl<B: Bus> Agent<B> {
         let stats = &self.inner.stats;
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
         let options = &self.inner.options;
-        info!(program = %work.exec.program, agent_id = %options.id, "step started");
+        let what = work.exec.as_ref().map_or_else(|| "probe".to_owned(), |e| e.program.clone());
+        info!(program = %what, agent_id = %options.id, "step started");
         let outputs_file = std::env::temp_dir().join(format!(
             "muster-outputs-{}-{}-{}-{}-{}",
             work.run_id,
@@ -250,7 +252,19 @@ impl<B: Bus> Agent<B> {
         let started_at = Timestamp::now();
         let started = Instant::now();
         let wants_stdout = work.outputs.iter().any(|o| o.from == "stdout_json");
-        let execution = exec::run(&work.exec, &env, wants_stdout, &steps_cancel);
+        let execution = async {
+            match (&work.exec, &work.probe) {
+                (Some(spec), _) => exec::run(spec, &env, wants_stdout, &steps_cancel).await.map(|r| (r, None)),
+                (None, Some(probe)) => {
+                    let timeout = Duration::from_millis(work.timeout_ms());
+                    probe::run(probe, timeout, &steps_cancel)
+                        .await
+                        .map(|p| (p.report, Some(p.outputs)))
+                        .ok_or(Interrupted::Cancelled)
+                }
+                (None, None) => Ok((exec::ExecReport::refused("the work names neither a program nor a probe"), None)),
+            }
+        };
         tokio::pin!(execution);
         let mut keepalive = tokio::time::interval(options.lease / 3);
         keepalive.tick().await;
@@ -263,8 +277,8 @@ impl<B: Bus> Agent<B> {
         stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         let written = std::fs::read_to_string(&outputs_file).unwrap_or_default();
         let _ = std::fs::remove_file(&outputs_file);
-        let mut report = match report {
-            Ok(report) => report,
+        let (mut report, measured) = match report {
+            Ok(found) => found,
             Err(Interrupted::Cancelled | Interrupted::TimedOut) => {
                 info!("step interrupted by shutdown; releasing it to another agent");
                 if let Err(err) = delivery.nak(Duration::ZERO).await {
@@ -273,7 +287,7 @@ impl<B: Bus> Agent<B> {
                 return;
             }
         };
-        let mut outputs = BTreeMap::new();
+        let mut outputs = measured.unwrap_or_default();
         if report.outcome == Outcome::Succeeded && !work.outputs.is_empty() {
             let stdout = report.stdout_full.as_deref().unwrap_or(&report.stdout_tail);
             match crate::outputs::extract(&work.outputs, stdout, &written) {

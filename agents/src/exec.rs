@@ -34,6 +34,20 @@ pub struct ExecReport {
     pub duration: Duration,
 }
 
+impl ExecReport {
+    /// A report for work that could not be attempted at all.
+    pub fn refused(why: &str) -> Self {
+        Self {
+            outcome: Outcome::SpawnFailed,
+            exit_code: None,
+            stdout_tail: String::new(),
+            stderr_tail: why.to_owned(),
+            stdout_full: None,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
 /// Why an execution stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interrupted {

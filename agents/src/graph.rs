@@ -234,8 +234,8 @@ impl Graph {
     fn add_escalation_nodes<'a>(&mut self, protocol: &'a Protocol, ids: &mut Ids<'a>) {
         for (e, escalation) in protocol.escalations.iter().enumerate() {
             let cluster = match &escalation.when {
-                EscalationCondition::RunningLonger { target, .. } => ids.steps.get(target.as_str()),
-                EscalationCondition::ConsecutiveFailures { step, .. } => ids.steps.get(step.as_str()),
+                Some(EscalationCondition::RunningLonger { target, .. }) => ids.steps.get(target.as_str()),
+                Some(EscalationCondition::ConsecutiveFailures { step, .. }) => ids.steps.get(step.as_str()),
                 _ => None,
             }
             .and_then(|&n| self.nodes.get(n))
@@ -287,16 +287,17 @@ impl Graph {
     fn attach_escalation(&mut self, ids: &Ids<'_>, escalation: &Escalation) {
         let Some(&note) = ids.escalations.get(escalation.id.as_str()) else { return };
         let targets: Vec<End> = match &escalation.when {
-            EscalationCondition::RunningLonger { target, .. } => step_or_phase(ids, target).into_iter().collect(),
-            EscalationCondition::ConsecutiveFailures { step, .. } => {
+            Some(EscalationCondition::RunningLonger { target, .. }) => step_or_phase(ids, target).into_iter().collect(),
+            Some(EscalationCondition::ConsecutiveFailures { step, .. }) => {
                 ids.steps.get(step.as_str()).map(|&n| End::Node(n)).into_iter().collect()
             }
-            EscalationCondition::Gate { gate, .. } => {
+            Some(EscalationCondition::Gate { gate, .. }) => {
                 ids.gates.get(gate.as_str()).map(|&n| End::Node(n)).into_iter().collect()
             }
-            EscalationCondition::Expr(expr) => {
+            Some(EscalationCondition::Expr(expr)) => {
                 referenced_steps(expr).iter().filter_map(|s| ids.steps.get(s.as_str())).map(|&n| End::Node(n)).collect()
             }
+            None => Vec::new(),
         };
         for target in targets {
             self.add_edge(target, End::Node(note), Style::Attach, None);
@@ -449,7 +450,9 @@ fn escalation_lines(escalation: &Escalation) -> Vec<String> {
     lines.extend(escalation.title.as_deref().map(wrap).unwrap_or_default());
     let blocking = if escalation.blocking { ", blocking" } else { "" };
     lines.push(format!("severity {}{blocking}", severity(escalation.severity)));
-    lines.extend(wrap(&condition_summary(&escalation.when)));
+    let summary =
+        escalation.when.as_ref().map_or_else(|| "raised by on_failure or a gate".to_owned(), condition_summary);
+    lines.extend(wrap(&summary));
     lines
 }
 

@@ -4,6 +4,7 @@
 //!   pure state machine behind it.
 //! - [`agent`]: the role-agent runtime (claim, execute, keep the lease, report, ack).
 //! - [`exec`]: running a program without a shell in its own process group.
+//! - [`probe`]: native `http`, `tcp`, `tls` checks and waits.
 //! - [`outputs`]: reading a step's declared outputs from its standard output or outputs file.
 //! - [`store`]: run snapshots in KV with compare-and-set.
 //! - [`wire`]: envelopes on the bus and deterministic message ids.
@@ -19,6 +20,7 @@ pub mod graph;
 pub mod import;
 pub mod orchestrator;
 pub mod outputs;
+pub mod probe;
 pub mod store;
 pub mod wire;
 

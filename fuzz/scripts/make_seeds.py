@@ -2,7 +2,7 @@
 """Writes the hand-made MessagePack seeds that have no golden vector in schemas/golden/.
 
 Standard library only: a minimal MessagePack writer covering the types muster's contract uses
-(maps with string keys, strings, ints, bools, nil, arrays, 16-byte UUID binaries), matching
+(maps with string keys, strings, ints, float64s, bools, nil, arrays, 16-byte UUID binaries), matching
 `rmp_serde::to_vec_named`. Run from anywhere: `python3 fuzz/scripts/make_seeds.py`.
 """
 import pathlib
@@ -32,6 +32,8 @@ def pack(v) -> bytes:
         if 0 <= v < 2**64:
             return b"\xcf" + struct.pack(">Q", v)
         return b"\xd3" + struct.pack(">q", v)
+    if isinstance(v, float):
+        return b"\xcb" + struct.pack(">d", v)
     if isinstance(v, bytes):
         assert len(v) < 256
         return b"\xc4" + bytes([len(v)]) + v
@@ -57,9 +59,14 @@ def uuid(last: int) -> bytes:
 PROTOCOL = {
     "id": "p",
     "version": "1",
+    "owner": "security",
+    "participants": ["devops", "sre"],
     "inputs": {
         "count": {"type": "int", "required": False, "default": 3},
+        "ratio": {"type": "number", "default": 0.5, "min": 0.0, "max": 1.5},
         "flag": {"type": "bool", "default": True},
+        "env": {"type": "enum", "values": ["staging", "production"], "default": "staging"},
+        "tags": {"type": "list", "default": ["a", 1]},
         "name": {"type": "string", "required": True, "description": "who"},
     },
     "steps": [
@@ -67,14 +74,26 @@ PROTOCOL = {
             "id": "s",
             "owner": "sre",
             "title": "t",
+            "timeout": "1m 30s",
+            "retry": {"max_attempts": 3, "backoff": "linear", "initial": "1s", "jitter": 0.25},
             "exec": {
                 "program": "echo",
                 "args": ["{{ inputs.name }}"],
                 "env": {"K": "v"},
                 "cwd": "/tmp",
-                "timeout": "1m 30s",
             },
-        }
+            "outputs": {"n": {"type": "int", "from": "stdout_json", "path": "n"}},
+        },
+        {
+            "id": "t",
+            "owner": "devops",
+            "needs": ["s"],
+            "when": "inputs.flag",
+            "exec": {"program": "true"},
+            "rollback": {"exec": {"program": "false"}},
+            "on_failure": "rollback",
+            "checkpoint": {"record": ["x"]},
+        },
     ],
 }
 

@@ -147,14 +147,90 @@ pub struct StepAssigned {
     /// A stable key for this step attempt, exported to the action as `MUSTER_IDEMPOTENCY_KEY`
     /// so scripts can make their side effects idempotent.
     pub idempotency_key: String,
-    /// What to run.
-    pub exec: ExecSpec,
+    /// The program to run (exactly one of `exec` and `probe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecSpec>,
+    /// The check to make natively, without a program (exactly one of `exec` and `probe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Probe>,
+    /// Wall-clock limit of a probe (a program's is in its `exec`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub probe_timeout_ms: u64,
     /// Why this work exists: the step itself, one of its alternatives, or its compensation.
     #[serde(default, skip_serializing_if = "Purpose::is_run")]
     pub purpose: Purpose,
     /// Outputs the agent must extract after a successful execution.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<OutputWanted>,
+}
+
+/// A check an agent makes natively (no shell, no external tool), with every template rendered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    /// An HTTP request; succeeds when the answer matches the expectations.
+    Http {
+        /// Request method.
+        method: String,
+        /// URL.
+        url: String,
+        /// Request headers.
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        /// Request body.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+        /// Acceptable status codes.
+        expect_status: Vec<u16>,
+        /// Slowest acceptable answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_latency_ms: Option<u64>,
+        /// A regular expression the body must match.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body_matches: Option<String>,
+    },
+    /// A TCP connection.
+    Tcp {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Slowest acceptable connect.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_latency_ms: Option<u64>,
+    },
+    /// A TLS handshake with certificate checks.
+    Tls {
+        /// Host to connect to.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Name the certificate must be valid for.
+        server_name: String,
+        /// Fewest days of validity left.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_days_valid: Option<u32>,
+    },
+    /// Waiting a fixed time.
+    Wait {
+        /// How long.
+        duration_ms: u64,
+    },
+}
+
+impl StepAssigned {
+    /// The wall-clock limit of the work, program or probe.
+    pub fn timeout_ms(&self) -> u64 {
+        match (&self.exec, &self.probe) {
+            (Some(exec), _) => exec.timeout_ms,
+            (None, Some(Probe::Wait { duration_ms })) => duration_ms.saturating_add(5_000),
+            _ => self.probe_timeout_ms,
+        }
+    }
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// Why a piece of work exists.

@@ -61,7 +61,9 @@ fn samples() -> Vec<Envelope> {
             owner: Role::Devops,
             attempt: 1,
             idempotency_key: "run/write-file/1".into(),
-            exec: exec(),
+            exec: Some(exec()),
+            probe: None,
+            probe_timeout_ms: 0,
             purpose: Purpose::Alternative("backup-region".into()),
             outputs: vec![OutputWanted {
                 name: "state_id".into(),
@@ -145,6 +147,40 @@ fn every_kind_matches_its_golden_bytes_in_both_directions() {
             std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (bless with MUSTER_BLESS=1)", path.display()));
         assert_eq!(hex::encode(&bytes), hex::encode(&golden), "encoding of {} changed", sample.payload.kind());
         assert_eq!(decode(&golden).expect("golden decodes"), sample);
+    }
+}
+
+#[test]
+fn probe_work_round_trips() {
+    use muster_schemas::message::Probe;
+    let probes = [
+        Probe::Http {
+            method: "GET".into(),
+            url: "https://example.com/healthz".into(),
+            headers: BTreeMap::from([("Accept".into(), "application/json".into())]),
+            body: None,
+            expect_status: vec![200],
+            max_latency_ms: Some(100),
+            body_matches: Some("ok".into()),
+        },
+        Probe::Tcp { host: "db".into(), port: 5432, max_latency_ms: None },
+        Probe::Tls { host: "example.com".into(), port: 443, server_name: "example.com".into(), min_days_valid: Some(14) },
+        Probe::Wait { duration_ms: 5_000 },
+    ];
+    for probe in probes {
+        let e = envelope(Payload::StepAssigned(StepAssigned {
+            run_id: run_id(),
+            step_id: "health".into(),
+            owner: Role::Sre,
+            attempt: 1,
+            idempotency_key: "k".into(),
+            exec: None,
+            probe: Some(probe),
+            probe_timeout_ms: 10_000,
+            purpose: Purpose::Run,
+            outputs: Vec::new(),
+        }));
+        assert_eq!(decode(&encode(&e).expect("encodes")).expect("decodes"), e);
     }
 }
 

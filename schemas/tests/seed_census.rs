@@ -113,3 +113,71 @@ fn seed_004_service_infrastructure() {
     assert!(census.metrics >= 12 && census.slos >= 12, "{census:?}");
     assert!(census.rollbacks > 0 && census.approvals >= 1);
 }
+
+#[test]
+fn seed_002_p_infrastructure_setup() {
+    let (p, census) = load("p-infrastructure-setup");
+    // "Steps": 10, each protocol step labelled with the document step it implements.
+    for n in 1..=10 {
+        assert!(p.all_steps().any(|(_, s)| s.labels.iter().any(|l| *l == format!("step-{n}"))), "document step {n}");
+    }
+    // "Prerequisites" (QG-PHASE2, before anything): 5; "Validation Criteria" (QG-PHASE3): 8.
+    assert_eq!(criteria(&p, "qg_phase2"), 5);
+    assert!(p.gates.iter().any(|g| g.id == "qg_phase2" && g.after.is_empty()));
+    assert_eq!(criteria(&p, "qg_phase3"), 8);
+    // "Automatic Escalation Triggers": 14 (+1 raised by the cascade failure scenario).
+    assert!(census.escalations >= 14, "{census:?}");
+    use muster_schemas::protocol::model::EscalationCondition;
+    use muster_schemas::protocol::model::oversight::Threshold;
+    let by_environment = p.escalations.iter().find_map(|e| match &e.when {
+        Some(EscalationCondition::RunningLonger { threshold: Threshold::ByInput(by), .. })
+            if by.input == "environment" =>
+        {
+            Some(by)
+        }
+        _ => None,
+    });
+    let by = by_environment.expect("provisioning timeout depends on the environment");
+    assert_eq!((by.values["development"].0.as_secs(), by.values["staging"].0.as_secs()), (75 * 60, 90 * 60));
+    let exprs: Vec<&str> = p
+        .escalations
+        .iter()
+        .filter_map(|e| match &e.when {
+            Some(EscalationCondition::Expr(x)) => Some(x.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(exprs.iter().any(|x| x.contains("7.0")), "CVSS >= 7.0: {exprs:?}");
+    assert!(
+        p.escalations
+            .iter()
+            .any(|e| matches!(&e.when, Some(EscalationCondition::ConsecutiveFailures { count: 3, .. }))),
+        "pipeline fails 3 times in a row"
+    );
+    // "HITL Decision Points": 7; "Failure Scenarios": 5.
+    assert_eq!(census.decisions, 7);
+    assert_eq!(census.failure_scenarios, 5);
+    // "Escalation Response Procedures": notify 2 min, triage 15, decide 30, fallback 60, RCA 24 h.
+    let ladder = p.ladder.clone().unwrap();
+    let minutes = |d: muster_schemas::protocol::DurationSpec| d.0.as_secs() / 60;
+    assert_eq!(
+        [
+            minutes(ladder.notify),
+            minutes(ladder.triage),
+            minutes(ladder.decide),
+            minutes(ladder.fallback),
+            minutes(ladder.follow_up)
+        ],
+        [2, 15, 30, 60, 24 * 60]
+    );
+    // "Rollback Mechanisms": 6; "Checkpoint Strategy": 4 kinds; "Performance SLOs": 3 + daily drift.
+    assert!(census.rollbacks >= 6);
+    assert!(census.checkpoints >= 4);
+    assert!(census.slos >= 3);
+    assert!(
+        p.triggers.iter().any(|t| matches!(t, muster_schemas::protocol::model::Trigger::Cron(_))),
+        "daily drift detection"
+    );
+    // "Trigger": 4 ways a run starts (+ the drift cron).
+    assert!(census.triggers >= 4);
+}

@@ -181,7 +181,17 @@ impl<B: Bus> Orchestrator<B> {
             Err(err) => return refused(RefusalCode::InvalidInput, format!("undecodable trigger: {err}")),
         };
         let protocol = match triggered.protocol {
-            Some(inline) if inline.id == triggered.protocol_id => *inline,
+            Some(inline) if inline.id == triggered.protocol_id => {
+                // An inline protocol comes from whoever can publish on the trigger subject:
+                // check it like a file before it can run.
+                if let Some(problem) = muster_schemas::protocol::check::check(&inline).first() {
+                    return refused(
+                        RefusalCode::InvalidInput,
+                        format!("the submitted protocol is invalid: {}", problem.message),
+                    );
+                }
+                *inline
+            }
             Some(inline) => {
                 return refused(
                     RefusalCode::InvalidInput,

@@ -2,7 +2,7 @@
 //! rollback's, with every template rendered one string at a time.
 
 use crate::wire;
-use muster_schemas::message::{ExecSpec, OutputWanted, Purpose, StepAssigned};
+use muster_schemas::message::{ExecSpec, OutputWanted, Probe, Purpose, StepAssigned};
 use muster_schemas::protocol::model::action::HasAction;
 use muster_schemas::protocol::model::{ActionRef, ExecAction, OutputSource};
 use muster_schemas::protocol::template::{self, Context, RunFacts, StepFacts};
@@ -25,9 +25,6 @@ pub fn assignment(run: &RunSnapshot, index: usize, purpose: Purpose) -> Result<S
             (rollback.action(), rollback.owner.unwrap_or(step.owner), rollback.timeout.map_or(step.timeout(), |t| t.0))
         }
     };
-    let Some(ActionRef::Exec(exec)) = action else {
-        return Err(format!("step `{}` has no `exec` action this engine can run", step.id));
-    };
     let run_id = run.id.to_string();
     let outputs: BTreeMap<String, BTreeMap<String, String>> = run
         .steps
@@ -41,7 +38,13 @@ pub fn assignment(run: &RunSnapshot, index: usize, purpose: Purpose) -> Result<S
         run: RunFacts { id: &run_id },
         step: StepFacts { id: &step.id, attempt },
     };
-    let spec = render(exec, &context, timeout)?;
+    let (exec, probe) = match action {
+        Some(ActionRef::Exec(exec)) => (Some(render(exec, &context, timeout)?), None),
+        Some(ActionRef::Http(_) | ActionRef::Tcp(_) | ActionRef::Tls(_) | ActionRef::Wait(_)) => {
+            (None, Some(probe(action, &context, timeout)?))
+        }
+        _ => return Err(format!("step `{}` has no action this engine can run", step.id)),
+    };
     let wanted = if purpose == Purpose::Rollback {
         Vec::new()
     } else {
@@ -69,9 +72,43 @@ pub fn assignment(run: &RunSnapshot, index: usize, purpose: Purpose) -> Result<S
         owner,
         attempt,
         idempotency_key: key,
-        exec: spec,
+        exec,
+        probe,
+        probe_timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         purpose,
         outputs: wanted,
+    })
+}
+
+/// The native check for an `http`, `tcp`, `tls` or `wait` action.
+fn probe(action: Option<ActionRef<'_>>, context: &Context<'_>, timeout: std::time::Duration) -> Result<Probe, String> {
+    let render = |text: &str| template::render(text, context);
+    let ms = |d: Option<muster_schemas::protocol::DurationSpec>| {
+        d.map(|d| u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX))
+    };
+    Ok(match action {
+        Some(ActionRef::Http(http)) => Probe::Http {
+            method: http.method.clone(),
+            url: render(&http.url)?,
+            headers: http.headers.iter().map(|(k, v)| Ok((k.clone(), render(v)?))).collect::<Result<_, String>>()?,
+            body: http.body.as_deref().map(render).transpose()?,
+            expect_status: http.expect.status.clone(),
+            max_latency_ms: ms(http.expect.max_latency),
+            body_matches: http.expect.body_matches.clone(),
+        },
+        Some(ActionRef::Tcp(tcp)) => {
+            Probe::Tcp { host: render(&tcp.host)?, port: tcp.port, max_latency_ms: ms(tcp.max_latency) }
+        }
+        Some(ActionRef::Tls(tls)) => {
+            let host = render(&tls.host)?;
+            let server_name = tls.server_name.as_deref().map(render).transpose()?.unwrap_or_else(|| host.clone());
+            Probe::Tls { host, port: tls.port, server_name, min_days_valid: tls.min_days_valid }
+        }
+        Some(ActionRef::Wait(wait)) => match wait.duration {
+            Some(d) => Probe::Wait { duration_ms: u64::try_from(d.0.min(timeout).as_millis()).unwrap_or(u64::MAX) },
+            None => return Err("`wait: until` is not executed by this engine yet".to_owned()),
+        },
+        _ => return Err("not a probe".to_owned()),
     })
 }
 

@@ -59,17 +59,15 @@ pub fn unsupported(protocol: &Protocol) -> Vec<String> {
     let mut out = Vec::new();
     for (_, step) in protocol.all_steps() {
         let mut note = |what: String| out.push(format!("step `{}` uses {what}", step.id));
-        if let Some(action) = step.action().filter(|a| !matches!(a, ActionRef::Exec(_))) {
+        if let Some(action) = step.action().filter(|a| !runnable(a)) {
             note(format!("a `{}` action", action.key()));
         }
         for alt in &step.alternatives {
-            if let Some(action) = alt.action().filter(|a| !matches!(a, ActionRef::Exec(_))) {
+            if let Some(action) = alt.action().filter(|a| !runnable(a)) {
                 note(format!("an alternative with a `{}` action", action.key()));
             }
         }
-        if let Some(action) =
-            step.rollback.as_ref().and_then(|r| r.action()).filter(|a| !matches!(a, ActionRef::Exec(_)))
-        {
+        if let Some(action) = step.rollback.as_ref().and_then(|r| r.action()).filter(|a| !runnable(a)) {
             note(format!("a rollback with a `{}` action", action.key()));
         }
         if matches!(step.on_failure, Some(OnFailure::Escalate(_))) {
@@ -83,6 +81,15 @@ pub fn unsupported(protocol: &Protocol) -> Vec<String> {
         out.push(format!("{} escalation trigger(s)", protocol.escalations.len()));
     }
     out
+}
+
+/// Actions agents execute: programs, and native `http`/`tcp`/`tls` checks and fixed waits.
+fn runnable(action: &ActionRef<'_>) -> bool {
+    match action {
+        ActionRef::Exec(_) | ActionRef::Http(_) | ActionRef::Tcp(_) | ActionRef::Tls(_) => true,
+        ActionRef::Wait(wait) => wait.duration.is_some(),
+        ActionRef::Form(_) | ActionRef::Approval(_) | ActionRef::Decision(_) | ActionRef::Manual(_) => false,
+    }
 }
 
 /// A new run, every step pending.

@@ -45,6 +45,10 @@ fn dispatched(effects: &[Effect]) -> Vec<StepAssigned> {
         .collect()
 }
 
+fn exec_of(work: &StepAssigned) -> &muster_schemas::message::ExecSpec {
+    work.exec.as_ref().expect("an exec step")
+}
+
 fn ids(works: &[StepAssigned]) -> Vec<String> {
     works.iter().map(|w| format!("{}:{}", w.step_id, w.purpose.label())).collect()
 }
@@ -67,7 +71,7 @@ fn independent_branches_are_dispatched_together_and_outputs_flow_into_arguments(
     let mut run = run_of(DIAMOND, &[("dir", "/srv")]);
     let first = dispatched(&start(&mut run, t(0)));
     assert_eq!(ids(&first), ["a:run"]);
-    assert_eq!(first[0].exec.args, ["/srv"]);
+    assert_eq!(exec_of(&first[0]).args, ["/srv"]);
     assert_eq!(first[0].outputs[0].path, "/count");
     let fan_out = dispatched(&changed(apply_result(
         &mut run,
@@ -75,7 +79,7 @@ fn independent_branches_are_dispatched_together_and_outputs_flow_into_arguments(
         t(1),
     )));
     assert_eq!(ids(&fan_out), ["b:run", "c:run"], "b and c run in parallel");
-    assert_eq!(fan_out[0].exec.args, ["7"]);
+    assert_eq!(exec_of(&fan_out[0]).args, ["7"]);
     assert!(
         dispatched(&changed(apply_result(&mut run, &result(&fan_out[0], Outcome::Succeeded, &[]), t(2)))).is_empty(),
         "d waits for c"
@@ -116,7 +120,7 @@ fn retries_back_off_durably_then_alternatives_then_on_failure() {
     work = dispatched(&changed(tick(&mut run, t(32)))).remove(0);
     let alt = dispatched(&changed(apply_result(&mut run, &result(&work, Outcome::Failed, &[]), t(33))));
     assert_eq!(ids(&alt), ["apply:alt-other-region"], "retries exhausted: the alternative");
-    assert_eq!(alt[0].exec.args, ["-var=region=b"]);
+    assert_eq!(exec_of(&alt[0]).args, ["-var=region=b"]);
     let end = changed(apply_result(&mut run, &result(&alt[0], Outcome::Failed, &[]), t(34)));
     assert_eq!(end, vec![Effect::Finished(RunState::Failed)]);
     assert_eq!(run.steps[0].failures, 4);
@@ -174,7 +178,7 @@ fn a_failure_rolls_back_completed_steps_in_reverse_order() {
     let effects = drive_to_failure(&mut run);
     let first = dispatched(&effects);
     assert_eq!(ids(&first), ["compute:rollback"], "the newest completed step is compensated first");
-    assert_eq!(first[0].exec.program, "destroy-compute");
+    assert_eq!(exec_of(&first[0]).program, "destroy-compute");
     assert_eq!(first[0].idempotency_key, format!("{}/compute/rollback", Uuid::nil()));
     let second = dispatched(&changed(apply_result(&mut run, &result(&first[0], Outcome::Succeeded, &[]), t(2))));
     assert_eq!(ids(&second), ["network:rollback"], "noop has no compensation");
@@ -244,7 +248,7 @@ fn phases_order_steps_and_shell_scripts_run_through_sh() {
         order.push(work.step_id.clone());
         if work.step_id == "first" {
             assert_eq!(
-                (work.exec.program.as_str(), work.exec.args.clone()),
+                (exec_of(&work).program.as_str(), exec_of(&work).args.clone()),
                 ("sh", vec!["-c".to_owned(), "echo hi".to_owned()])
             );
         }
@@ -284,4 +288,36 @@ fn a_result_from_a_delivery_that_lost_its_lease_is_ignored() {
     current.agent = "resource-2".into();
     changed(apply_result(&mut run, &current, t(6)));
     assert_eq!(run.steps[0].agent.as_deref(), Some("resource-2"));
+}
+
+#[test]
+fn probes_are_rendered_for_the_agents() {
+    let text = "id: p\ninputs:\n  host: {default: example.com}\nsteps:\n  - {id: health, owner: sre, timeout: 10s, http: {url: 'https://{{ inputs.host }}/healthz', expect: {status: [200, 204], max_latency: 100ms}}}\n  - {id: cert, owner: security, needs: [health], tls: {host: '{{ inputs.host }}', min_days_valid: 14}}\n  - {id: pause, owner: sre, needs: [cert], wait: {duration: 2s}}\n";
+    let mut run = run_of(text, &[("host", "api.example.com")]);
+    let work = dispatched(&start(&mut run, t(0))).remove(0);
+    assert!(work.exec.is_none());
+    assert_eq!(work.probe_timeout_ms, 10_000);
+    let Some(muster_schemas::message::Probe::Http { url, expect_status, max_latency_ms, .. }) = &work.probe else {
+        panic!("an http probe")
+    };
+    assert_eq!(
+        (url.as_str(), expect_status.clone(), *max_latency_ms),
+        ("https://api.example.com/healthz", vec![200, 204], Some(100))
+    );
+    let cert = dispatched(&changed(apply_result(
+        &mut run,
+        &result(&work, Outcome::Succeeded, &[("status", 200.into())]),
+        t(1),
+    )))
+    .remove(0);
+    assert_eq!(
+        cert.probe,
+        Some(muster_schemas::message::Probe::Tls {
+            host: "api.example.com".into(),
+            port: 443,
+            server_name: "api.example.com".into(),
+            min_days_valid: Some(14)
+        })
+    );
+    assert!(unsupported(&protocol(text)).is_empty());
 }

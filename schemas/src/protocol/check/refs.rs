@@ -85,7 +85,7 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
         }
     }
     for (e, esc) in protocol.escalations.iter().enumerate() {
-        if let EscalationCondition::Expr(source) = &esc.when {
+        if let Some(EscalationCondition::Expr(source)) = &esc.when {
             ctx.cel(
                 segs!["escalations", e, "when", "expr"],
                 source,

@@ -56,7 +56,15 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
         if let Some(ladder) = &esc.ladder {
             rules.ladder(at(&base, segs!["ladder"]), ladder);
         }
-        rules.condition(&at(&base, segs!["when"]), &esc.when);
+        match &esc.when {
+            Some(condition) => rules.condition(&at(&base, segs!["when"]), condition),
+            None if !raised_by_reference(protocol, &esc.id) => rules.report.error_hint(
+                at(&base, segs!["id"]),
+                format!("escalation `{}` is never raised: it has no `when` and nothing escalates to it", esc.id),
+                "add `when:`, or name it in a step's `on_failure: {escalate: ...}` or a gate outcome",
+            ),
+            None => {}
+        }
     }
     for (i, slo) in protocol.slos.iter().enumerate() {
         let base = segs!["slos", i];
@@ -81,6 +89,9 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
                         format!("SLO `{}` uses undeclared metric `{}`", slo.id, m.name),
                         "declare it under `metrics:`",
                     );
+                }
+                if [m.at_least, m.at_most].iter().flatten().any(|v| !v.is_finite()) {
+                    rules.report.error(at(&base, segs!["metric"]), "objective bounds must be finite numbers");
                 }
                 if m.at_least.is_none() && m.at_most.is_none() {
                     rules.report.error(at(&base, segs!["metric"]), "a metric objective needs `at_least` or `at_most`");
@@ -150,6 +161,17 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
         }
         let _ = group;
     }
+}
+
+/// Whether a step's `on_failure` or a gate outcome escalates to `id`.
+fn raised_by_reference(protocol: &Protocol, id: &str) -> bool {
+    let by_step = protocol.all_steps().any(|(_, s)| matches!(&s.on_failure, Some(OnFailure::Escalate(e)) if e == id));
+    let by_gate = protocol.gates.iter().any(|g| {
+        [&g.on.pass, &g.on.warn, &g.on.fail, &g.on.inconclusive]
+            .iter()
+            .any(|a| matches!(a, GateAction::Escalate(e) if e == id))
+    });
+    by_step || by_gate
 }
 
 struct Rules<'c, 'a> {
@@ -532,6 +554,16 @@ impl Rules<'_, '_> {
                 "add `fields:`",
             ),
             _ => {}
+        }
+        for (key, bound) in [("min", field.min), ("max", field.max)] {
+            if bound.is_some_and(|b| !b.is_finite()) {
+                self.report.error(at(&path, segs![key]), format!("`{key}` of `{name}` is not a finite number"));
+            }
+        }
+        if let Some(Literal::Number(n)) = &field.default
+            && !n.is_finite()
+        {
+            self.report.error(at(&path, segs!["default"]), format!("default of `{name}` is not a finite number"));
         }
         if let (Some(min), Some(max)) = (field.min, field.max)
             && min > max

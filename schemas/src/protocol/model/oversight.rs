@@ -179,8 +179,11 @@ pub struct Escalation {
     pub description: Option<String>,
     /// How urgent.
     pub severity: Severity,
-    /// When it is raised.
-    pub when: EscalationCondition,
+    /// When it is raised by itself. Without it, the escalation is raised only by a step's
+    /// `on_failure: {escalate: <id>}` or a gate outcome's `{escalate: <id>}` (which
+    /// `muster validate` checks that something does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<EscalationCondition>,
     /// Whether the run waits for the answer (`true`) or carries on meanwhile (`false`, the
     /// default: e.g. a phase running long keeps running while people look).
     #[serde(default)]
