@@ -173,10 +173,15 @@ impl<B: Bus> Agent<B> {
         let work = match wire::decode(delivery.payload()) {
             Ok(envelope) => match envelope.payload {
                 Payload::StepAssigned(work) if work.owner == role => work,
+                Payload::GateAssigned(gate) if gate.owner == role => {
+                    self.judge(gate, delivery).await;
+                    return;
+                }
                 other => {
                     let count = self.inner.stats.misrouted.fetch_add(1, Ordering::Relaxed) + 1;
                     let reason = match &other {
                         Payload::StepAssigned(work) => format!("work for role {} on the {role} queue", work.owner),
+                        Payload::GateAssigned(gate) => format!("a gate for role {} on the {role} queue", gate.owner),
                         _ => format!("unexpected message kind {} on the {role} work queue", other.kind()),
                     };
                     warn!(role = %role, subject = delivery.subject(), misrouted_total = count, reason = %reason, "dead-lettering misrouted message");
@@ -242,7 +247,7 @@ impl<B: Bus> Agent<B> {
                 purpose: work.purpose.clone(),
             });
             let id = format!("started/{}/{}/{}/{}", work.run_id, work.step_id, work.attempt, delivery.deliveries());
-            if !self.report(&work, &delivery, &id, takeover).await {
+            if !self.report(work.run_id, &delivery, &id, takeover).await {
                 stats.in_flight.fetch_sub(1, Ordering::Relaxed);
                 warn!("could not announce the takeover; releasing the step");
                 let _ = delivery.nak(Duration::from_secs(1)).await;
@@ -315,7 +320,7 @@ impl<B: Bus> Agent<B> {
         };
         let id = wire::result_id(work.run_id, &work.step_id, work.attempt, delivery.deliveries());
         let (outcome, exit_code, duration_ms) = (result.outcome, result.exit_code, result.duration_ms);
-        if self.report(&work, &delivery, &id, Payload::StepResult(result)).await {
+        if self.report(work.run_id, &delivery, &id, Payload::StepResult(result)).await {
             stats.completed.fetch_add(1, Ordering::Relaxed);
             info!(outcome = ?outcome, exit_code = ?exit_code, duration_ms, "step finished");
             if let Err(err) = delivery.ack().await {
@@ -329,11 +334,11 @@ impl<B: Bus> Agent<B> {
 
     /// Publishes an event about the step on its run's results subject, retrying with backoff
     /// (and keeping the lease alive meanwhile). Returns whether it was stored.
-    async fn report<D: Delivery>(&self, work: &StepAssigned, delivery: &D, id: &str, payload: Payload) -> bool {
-        let subject = self.inner.options.subjects.event(&work.run_id.to_string(), "result");
+    async fn report<D: Delivery>(&self, run_id: uuid::Uuid, delivery: &D, id: &str, payload: Payload) -> bool {
+        let subject = self.inner.options.subjects.event(&run_id.to_string(), "result");
         let mut backoff = Duration::from_millis(100);
         for _ in 0..8 {
-            let published = match wire::seal(&self.inner.sender, Some(work.run_id), payload.clone()) {
+            let published = match wire::seal(&self.inner.sender, Some(run_id), payload.clone()) {
                 Ok(bytes) => self.inner.bus.publish_event(&subject, id, bytes).await.map_err(crate::Error::from),
                 Err(err) => Err(err.into()),
             };
@@ -348,6 +353,28 @@ impl<B: Bus> Agent<B> {
             }
         }
         false
+    }
+
+    /// Judges a gate and reports the verdict.
+    async fn judge<D: Delivery>(&self, gate: muster_schemas::message::GateAssigned, delivery: D) {
+        let (verdict, evidence) = crate::judge::judge(&gate);
+        info!(run_id = %gate.run_id, gate_id = %gate.gate_id, verdict = verdict.as_str(), "gate judged");
+        let payload = Payload::GateVerdict(muster_schemas::message::GateVerdict {
+            run_id: gate.run_id,
+            gate_id: gate.gate_id.clone(),
+            attempt: gate.attempt,
+            agent: self.inner.options.id.clone(),
+            verdict,
+            evidence,
+        });
+        let id = format!("verdict/{}/{}/{}", gate.run_id, gate.gate_id, gate.attempt);
+        if self.report(gate.run_id, &delivery, &id, payload).await {
+            if let Err(err) = delivery.ack().await {
+                warn!(error = %err, "could not ack the gate; it may be judged again");
+            }
+        } else {
+            let _ = delivery.nak(Duration::from_secs(1)).await;
+        }
     }
 
     async fn keep_alive<D: Delivery>(&self, work: &StepAssigned, delivery: &D, started: Instant) {

@@ -4,6 +4,7 @@
 //!   pure state machine behind it.
 //! - [`agent`]: the role-agent runtime (claim, execute, keep the lease, report, ack).
 //! - [`exec`]: running a program without a shell in its own process group.
+//! - [`judge`]: evaluating a quality gate's criteria into a verdict with evidence.
 //! - [`probe`]: native `http`, `tcp`, `tls` checks and waits.
 //! - [`outputs`]: reading a step's declared outputs from its standard output or outputs file.
 //! - [`store`]: run snapshots in KV with compare-and-set.
@@ -18,6 +19,7 @@ pub mod error;
 pub mod exec;
 pub mod graph;
 pub mod import;
+pub mod judge;
 pub mod orchestrator;
 pub mod outputs;
 pub mod probe;

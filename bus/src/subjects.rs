@@ -74,6 +74,16 @@ impl Subjects {
         format!("{}.agent.hb.>", self.prefix)
     }
 
+    /// Answers to a waiting run (core request/reply): `muster.answer.<run>`.
+    pub fn answer(&self, run: &str) -> String {
+        format!("{}.answer.{run}", self.prefix)
+    }
+
+    /// Every answer subject (what the orchestrator serves).
+    pub fn answer_all(&self) -> String {
+        format!("{}.answer.*", self.prefix)
+    }
+
     /// Step progress of a run (core NATS, lossy): `muster.progress.<run>`.
     pub fn progress(&self, run: &str) -> String {
         format!("{}.progress.{run}", self.prefix)

@@ -32,6 +32,14 @@ pub enum Payload {
     StepResult(StepResult),
     /// An agent is alive and has this much capacity.
     AgentHeartbeat(AgentHeartbeat),
+    /// Work for a role agent: judge this quality gate.
+    GateAssigned(GateAssigned),
+    /// A gate's verdict with the evidence for each criterion.
+    GateVerdict(GateVerdict),
+    /// A person's answer to a run that waits (`muster answer`).
+    RunAnswer(RunAnswer),
+    /// The orchestrator's reply to an answer.
+    AnswerReply(AnswerReply),
 }
 
 impl Payload {
@@ -47,6 +55,10 @@ impl Payload {
             Payload::StepProgress(_) => "step_progress",
             Payload::StepResult(_) => "step_result",
             Payload::AgentHeartbeat(_) => "agent_heartbeat",
+            Payload::GateAssigned(_) => "gate_assigned",
+            Payload::GateVerdict(_) => "gate_verdict",
+            Payload::RunAnswer(_) => "run_answer",
+            Payload::AnswerReply(_) => "answer_reply",
         }
     }
 }
@@ -373,4 +385,109 @@ pub struct AgentHeartbeat {
     pub capacity: u32,
     /// When the agent started.
     pub started_at: Timestamp,
+}
+
+/// Work for a role agent: evaluate a gate's criteria over the facts of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateAssigned {
+    /// The run.
+    pub run_id: Uuid,
+    /// The gate.
+    pub gate_id: String,
+    /// The role that must judge it.
+    pub owner: Role,
+    /// Evaluation number (1-based).
+    pub attempt: u32,
+    /// The criteria.
+    pub criteria: Vec<CriterionSpec>,
+    /// What the criteria read: `inputs`, `outputs`, `metrics`.
+    pub facts: serde_json::Value,
+}
+
+/// One criterion to evaluate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CriterionSpec {
+    /// Its name.
+    pub name: String,
+    /// CEL expression; true means met.
+    pub expr: String,
+    /// `true` when an unmet criterion only warns.
+    #[serde(default)]
+    pub warn_only: bool,
+}
+
+/// The outcome of a gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every criterion met.
+    Pass,
+    /// Only warn-only criteria unmet.
+    Warn,
+    /// A criterion unmet.
+    Fail,
+    /// A criterion could not be evaluated.
+    Inconclusive,
+}
+
+impl Verdict {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "fail",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// What one criterion showed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The criterion.
+    pub name: String,
+    /// Met, unmet, or null when it could not be evaluated.
+    pub met: Option<bool>,
+    /// The expression and, when it could not be evaluated, why.
+    pub detail: String,
+}
+
+/// A gate's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateVerdict {
+    /// The run.
+    pub run_id: Uuid,
+    /// The gate.
+    pub gate_id: String,
+    /// The evaluation this answers.
+    pub attempt: u32,
+    /// The judging agent.
+    pub agent: String,
+    /// The outcome.
+    pub verdict: Verdict,
+    /// One entry per criterion.
+    pub evidence: Vec<Evidence>,
+}
+
+/// A person's answer to a run waiting at a gate: `continue`, `rollback` or `block`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunAnswer {
+    /// The run.
+    pub run_id: Uuid,
+    /// What waits (a gate id).
+    pub target: String,
+    /// The chosen option.
+    pub option: String,
+    /// Who answers.
+    pub by: String,
+}
+
+/// Whether an answer was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerReply {
+    /// Taken and durable.
+    pub accepted: bool,
+    /// What happened, or why not.
+    pub message: String,
 }

@@ -198,6 +198,67 @@ pub struct RunSnapshot {
     /// Set while the run rolls back: the compensations still to run, next first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<Vec<String>>,
+    /// One record per quality gate, in protocol order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateRecord>,
+}
+
+/// Where a gate is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateState {
+    /// Its steps have not finished.
+    Pending,
+    /// An agent of its owner role is judging it.
+    Evaluating,
+    /// Passed (or warned, or a person let the run continue): what it guards may run.
+    Passed,
+    /// Failed: the run was blocked or rolled back.
+    Failed,
+    /// Held for a person (`muster answer`).
+    Waiting,
+    /// Never judged: what it checks did not run.
+    Skipped,
+}
+
+impl GateState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateState::Pending => "pending",
+            GateState::Evaluating => "evaluating",
+            GateState::Passed => "passed",
+            GateState::Failed => "failed",
+            GateState::Waiting => "waiting",
+            GateState::Skipped => "skipped",
+        }
+    }
+}
+
+/// The durable record of one gate in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateRecord {
+    /// The gate id.
+    pub id: String,
+    /// Its state.
+    pub state: GateState,
+    /// Evaluations so far.
+    pub attempt: u32,
+    /// The last verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::message::Verdict>,
+    /// The evidence of the last verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<crate::message::Evidence>,
+    /// The agent that judged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Who answered, when a person decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// What happened, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl RunSnapshot {
@@ -211,6 +272,7 @@ impl RunSnapshot {
             finished_at: self.finished_at,
             reason: self.reason.clone(),
             inputs: self.inputs.clone(),
+            gates: self.gates.clone(),
             steps: self
                 .steps
                 .iter()
@@ -251,6 +313,9 @@ pub struct RunStatus {
     pub inputs: BTreeMap<String, String>,
     /// Steps in protocol order.
     pub steps: Vec<StepStatus>,
+    /// Quality gates with their verdicts and evidence.
+    #[serde(default)]
+    pub gates: Vec<GateRecord>,
 }
 
 /// One step in [`RunStatus`].

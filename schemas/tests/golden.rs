@@ -4,8 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use muster_schemas::message::{
-    AgentHeartbeat, ExecSpec, Outcome, OutputWanted, Purpose, RefusalCode, RunFinished, RunStarted, RunTriggered,
-    StepAssigned, StepProgress, StepResult, StepStarted, TriggerReply,
+    AgentHeartbeat, AnswerReply, CriterionSpec, Evidence, ExecSpec, GateAssigned, GateVerdict, Outcome, OutputWanted,
+    Purpose, RefusalCode, RunAnswer, RunFinished, RunStarted, RunTriggered, StepAssigned, StepProgress, StepResult,
+    StepStarted, TriggerReply, Verdict,
 };
 use muster_schemas::run::RunState;
 use muster_schemas::{Component, Envelope, Payload, Role, SCHEMA_VERSION, Sender, TraceContext, decode, encode};
@@ -110,6 +111,37 @@ fn samples() -> Vec<Envelope> {
             capacity: 4,
             started_at: "2026-11-25T11:00:00Z".parse().unwrap_or_default(),
         }),
+        Payload::GateAssigned(GateAssigned {
+            run_id: run_id(),
+            gate_id: "qg-phase3".into(),
+            owner: Role::Sre,
+            attempt: 1,
+            criteria: vec![CriterionSpec {
+                name: "no-criticals".into(),
+                expr: "outputs.scan.critical == 0".into(),
+                warn_only: false,
+            }],
+            facts: serde_json::json!({"outputs": {"scan": {"critical": 0}}}),
+        }),
+        Payload::GateVerdict(GateVerdict {
+            run_id: run_id(),
+            gate_id: "qg-phase3".into(),
+            attempt: 1,
+            agent: "sre-1".into(),
+            verdict: Verdict::Pass,
+            evidence: vec![Evidence {
+                name: "no-criticals".into(),
+                met: Some(true),
+                detail: "outputs.scan.critical == 0".into(),
+            }],
+        }),
+        Payload::RunAnswer(RunAnswer {
+            run_id: run_id(),
+            target: "qg-phase3".into(),
+            option: "continue".into(),
+            by: "alice".into(),
+        }),
+        Payload::AnswerReply(AnswerReply { accepted: true, message: "alice answered continue".into() }),
     ];
     for p in &payloads {
         // Exhaustiveness guard: adding a variant breaks this match until a sample exists.
@@ -122,7 +154,11 @@ fn samples() -> Vec<Envelope> {
             | Payload::StepStarted(_)
             | Payload::StepProgress(_)
             | Payload::StepResult(_)
-            | Payload::AgentHeartbeat(_) => {}
+            | Payload::AgentHeartbeat(_)
+            | Payload::GateAssigned(_)
+            | Payload::GateVerdict(_)
+            | Payload::RunAnswer(_)
+            | Payload::AnswerReply(_) => {}
         }
     }
     payloads.into_iter().map(envelope).collect()
@@ -136,7 +172,7 @@ fn golden_dir() -> PathBuf {
 fn every_kind_matches_its_golden_bytes_in_both_directions() {
     let bless = std::env::var_os("MUSTER_BLESS").is_some();
     let samples = samples();
-    assert_eq!(samples.len(), 9);
+    assert_eq!(samples.len(), 13);
     for sample in samples {
         let path = golden_dir().join(format!("{}.msgpack", sample.payload.kind()));
         let bytes = encode(&sample).expect("sample encodes");
@@ -164,7 +200,12 @@ fn probe_work_round_trips() {
             body_matches: Some("ok".into()),
         },
         Probe::Tcp { host: "db".into(), port: 5432, max_latency_ms: None },
-        Probe::Tls { host: "example.com".into(), port: 443, server_name: "example.com".into(), min_days_valid: Some(14) },
+        Probe::Tls {
+            host: "example.com".into(),
+            port: 443,
+            server_name: "example.com".into(),
+            min_days_valid: Some(14),
+        },
         Probe::Wait { duration_ms: 5_000 },
     ];
     for probe in probes {

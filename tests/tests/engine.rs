@@ -103,3 +103,68 @@ fn a_failure_rolls_back_in_reverse_completion_order() {
     assert_eq!(steps["verify"]["state"], "failed");
     assert!(status["reason"].as_str().unwrap().contains("step `verify` exited with code 1"), "{status:#}");
 }
+
+const GATED: &str = r#"id: gated
+inputs:
+  critical: {type: int, default: 0}
+steps:
+  - id: scan
+    owner: security
+    exec: {program: sh, args: [-c, 'echo "{\"critical\": $0}"', "{{ inputs.critical }}"]}
+    outputs: {critical: {type: int}}
+  - id: deploy
+    owner: devops
+    needs: [scan]
+    exec: {program: 'true'}
+gates:
+  - id: clean
+    owner: sre
+    after: [scan]
+    criteria: [{name: no-criticals, expr: 'outputs.scan.critical == 0', description: No critical vulnerabilities}]
+    on: {fail: ask}
+"#;
+
+/// A gate judged by the sre agent holds `deploy`; a failing verdict leaves the run waiting until
+/// a person answers with `muster answer`, and wrong answers are refused without changing it.
+#[test]
+fn a_failing_gate_waits_for_muster_answer() {
+    let cluster = Cluster::start();
+    cluster.scenario("gated.yaml", GATED);
+    let _orchestrator = cluster.orchestrator("orchestrator", &cluster.path("scenarios"));
+    let _agents: Vec<_> =
+        ["resource", "devops", "security", "sre"].iter().map(|r| cluster.agent(&format!("{r}-agent"), r)).collect();
+    let url = cluster.nats.url();
+
+    let passing = cluster.trigger("gated", &[]);
+    let status = cluster.wait_terminal(&passing, Duration::from_secs(30));
+    assert_eq!(status["state"], "succeeded", "{status:#}");
+    assert_eq!(status["gates"][0]["state"], "passed");
+    assert_eq!(status["gates"][0]["verdict"], "pass");
+    assert_eq!(status["gates"][0]["agent"], "sre-agent", "judged by an agent of the owner role");
+
+    let failing = cluster.trigger("gated", &["critical=3"]);
+    let started = std::time::Instant::now();
+    let waiting = loop {
+        let status = cluster.status(&failing);
+        if status["state"] == "waiting" {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{status:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(waiting["gates"][0]["verdict"], "fail");
+    assert_eq!(waiting["gates"][0]["evidence"][0]["met"], false);
+    assert_eq!(waiting["steps"][1]["state"], "pending", "deploy is held by the gate");
+
+    let refused = cluster.muster(&["answer", &failing, "clean", "approve", "--as", "alice", "--nats", &url]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("continue, rollback or block"));
+    assert_eq!(cluster.status(&failing)["state"], "waiting", "a wrong answer changes nothing");
+
+    let answered = cluster.muster(&["answer", &failing, "clean", "continue", "--as", "alice", "--nats", &url]);
+    assert_eq!(answered.status.code(), Some(0), "{}", String::from_utf8_lossy(&answered.stderr));
+    let status = cluster.wait_terminal(&failing, Duration::from_secs(30));
+    assert_eq!(status["state"], "succeeded", "{status:#}");
+    assert_eq!(status["gates"][0]["decided_by"], "alice");
+    assert_eq!(status["steps"][1]["state"], "succeeded");
+}

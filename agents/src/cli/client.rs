@@ -4,7 +4,7 @@ use crate::store::RunStore;
 use crate::wire;
 use muster_bus::subjects::Subjects;
 use muster_bus::{Bus, Error as BusError};
-use muster_schemas::message::{RefusalCode, RunTriggered, TriggerReply};
+use muster_schemas::message::{AnswerReply, RefusalCode, RunAnswer, RunTriggered, TriggerReply};
 use muster_schemas::run::{RunSnapshot, RunState, StepState};
 use muster_schemas::{Component, Payload, Sender};
 use std::collections::HashMap;
@@ -49,10 +49,32 @@ pub async fn submit<B: Bus>(bus: &B, subjects: &Subjects, trigger: RunTriggered)
     }
 }
 
+/// Sends a person's answer to the orchestrator and returns its confirmation.
+pub async fn answer<B: Bus>(bus: &B, subjects: &Subjects, answer: RunAnswer) -> Result<String, SubmitError> {
+    let sender = Sender { component: Component::Cli, role: None, id: format!("cli-{}", std::process::id()) };
+    let subject = subjects.answer(&answer.run_id.to_string());
+    let bytes = wire::seal(&sender, Some(answer.run_id), Payload::RunAnswer(answer))
+        .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+    let reply = match bus.request(&subject, bytes, Duration::from_secs(10)).await {
+        Ok(reply) => reply,
+        Err(BusError::NoResponders(_)) => return Err(SubmitError::Unavailable("no orchestrator is running".into())),
+        Err(err) => return Err(SubmitError::Unavailable(err.to_string())),
+    };
+    match wire::decode(&reply).map(|e| e.payload) {
+        Ok(Payload::AnswerReply(AnswerReply { accepted: true, message })) => Ok(message),
+        Ok(Payload::AnswerReply(AnswerReply { accepted: false, message })) => {
+            Err(SubmitError::Refused(RefusalCode::InvalidInput, message))
+        }
+        Ok(other) => Err(SubmitError::Unavailable(format!("unexpected reply {}", other.kind()))),
+        Err(err) => Err(SubmitError::Unavailable(format!("undecodable reply: {err}"))),
+    }
+}
+
 /// Polls the run until it ends, printing each step transition to `out`.
 pub async fn follow<B: Bus>(bus: &B, run_id: Uuid, out: &mut dyn Write) -> Result<RunSnapshot, String> {
     let store = RunStore::new(bus.clone());
     let mut shown: HashMap<String, StepState> = HashMap::new();
+    let mut gates_shown: HashMap<String, String> = HashMap::new();
     let mut announced = false;
     let mut failures = 0;
     loop {
@@ -64,6 +86,7 @@ pub async fn follow<B: Bus>(bus: &B, run_id: Uuid, out: &mut dyn Write) -> Resul
                     announced = true;
                 }
                 print_changes(&run, &mut shown, out);
+                print_gates(&run, &mut gates_shown, out);
                 if run.state.is_terminal() {
                     print_summary(&run, out);
                     return Ok(run);
@@ -78,6 +101,25 @@ pub async fn follow<B: Bus>(bus: &B, run_id: Uuid, out: &mut dyn Write) -> Resul
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn print_gates(run: &RunSnapshot, shown: &mut HashMap<String, String>, out: &mut dyn Write) {
+    for gate in &run.gates {
+        let state = gate.state.as_str().to_owned();
+        if shown.get(&gate.id) == Some(&state) || state == "pending" {
+            continue;
+        }
+        shown.insert(gate.id.clone(), state.clone());
+        let _ = writeln!(
+            out,
+            "  ◆ gate {:<29} {state}{}",
+            gate.id,
+            gate.note.as_deref().map(|n| format!("  ({n})")).unwrap_or_default()
+        );
+        if gate.state == muster_schemas::run::GateState::Waiting {
+            let _ = writeln!(out, "      answer with: muster answer {} {} continue|rollback|block", run.id, gate.id);
+        }
     }
 }
 

@@ -145,6 +145,42 @@ pub async fn status(settings: &Settings, run_id: &str, json: bool, cluster: Clus
     }
 }
 
+/// `muster answer RUN TARGET OPTION`.
+pub async fn answer(
+    settings: &Settings,
+    run_id: &str,
+    target: &str,
+    option: &str,
+    by: Option<String>,
+    cluster: Cluster,
+) -> u8 {
+    let Ok(id) = run_id.parse::<Uuid>() else {
+        eprintln!("error: `{run_id}` is not a run id");
+        return exit::INVALID;
+    };
+    let bus = match connect_cluster(settings, cluster, "muster-cli").await {
+        Ok(bus) => bus,
+        Err(code) => return code,
+    };
+    let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".to_owned());
+    let answer =
+        muster_schemas::message::RunAnswer { run_id: id, target: target.to_owned(), option: option.to_owned(), by };
+    match client::answer(&bus, &Subjects::new(settings.prefix.clone()), answer).await {
+        Ok(message) => {
+            println!("{message}");
+            exit::OK
+        }
+        Err(client::SubmitError::Refused(_, message)) => {
+            eprintln!("error: answer refused: {message}");
+            exit::INVALID
+        }
+        Err(client::SubmitError::Unavailable(message)) => {
+            eprintln!("error: {message}");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
 /// `muster runs`.
 pub async fn runs(settings: &Settings, json: bool, cluster: Cluster) -> u8 {
     let bus = match connect_cluster(settings, cluster, "muster-cli").await {
@@ -280,5 +316,25 @@ fn print_run(run: &RunSnapshot) {
             s.duration_ms.map(client::format_ms).unwrap_or_else(|| "-".into()),
             s.agent.unwrap_or_else(|| "-".into())
         );
+    }
+    for gate in &run.gates {
+        println!();
+        println!(
+            "gate {}: {}{}",
+            gate.id,
+            gate.state.as_str(),
+            gate.verdict.map(|v| format!(" ({})", v.as_str())).unwrap_or_default()
+        );
+        for evidence in &gate.evidence {
+            let mark = match evidence.met {
+                Some(true) => "✓",
+                Some(false) => "✗",
+                None => "?",
+            };
+            println!("  {mark} {}: {}", evidence.name, evidence.detail);
+        }
+        if gate.state == muster_schemas::run::GateState::Waiting {
+            println!("  answer with: muster answer {} {} continue|rollback|block", run.id, gate.id);
+        }
     }
 }

@@ -88,6 +88,21 @@ pub enum Command {
         #[command(flatten)]
         cluster: Cluster,
     },
+    /// Answer a run that waits for a person (a gate that asks): continue, rollback or block.
+    Answer {
+        /// The run id.
+        run_id: String,
+        /// What waits: the gate id (see `muster status`).
+        target: String,
+        /// `continue`, `rollback` or `block`.
+        option: String,
+        /// Who answers (recorded in the run); your user name by default.
+        #[arg(long = "as", value_name = "NAME")]
+        by: Option<String>,
+        /// Where the cluster is.
+        #[command(flatten)]
+        cluster: Cluster,
+    },
     /// List runs, oldest first.
     Runs {
         /// Print a JSON array of statuses.
@@ -212,6 +227,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Status { run_id, json, cluster } => commands::status(&settings, &run_id, json, cluster).await,
         Command::Runs { json, cluster } => commands::runs(&settings, json, cluster).await,
+        Command::Answer { run_id, target, option, by, cluster } => {
+            commands::answer(&settings, &run_id, &target, &option, by, cluster).await
+        }
         Command::Validate { paths, json } => commands::validate(&paths, json),
         Command::Orchestrator { cluster, scenarios } => services::orchestrator(&settings, cluster, scenarios).await,
         Command::Agent { role, cluster, concurrency, id } => {

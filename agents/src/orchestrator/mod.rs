@@ -22,7 +22,7 @@ use jiff::Timestamp;
 use muster_bus::subjects::Subjects;
 use muster_bus::{Bus, Delivery, EventStream, Request, Subscription};
 use muster_schemas::message::{
-    RefusalCode, RunFinished, RunStarted, RunTriggered, StepResult, StepStarted, TriggerReply,
+    AnswerReply, RefusalCode, RunFinished, RunStarted, RunTriggered, StepResult, StepStarted, TriggerReply,
 };
 use muster_schemas::protocol::{Protocol, resolve_inputs};
 use muster_schemas::{Component, Payload, Sender};
@@ -92,6 +92,7 @@ impl<B: Bus> Orchestrator<B> {
             )
             .await?;
         let mut triggers = self.inner.bus.serve(&self.inner.options.subjects.trigger_all()).await?;
+        let mut answers = self.inner.bus.serve(&self.inner.options.subjects.answer_all()).await?;
         let recovered = self.recover(&cancel).await?;
         info!(protocols = self.inner.options.protocols.len(), recovered, "orchestrator ready");
         let trigger_loop = {
@@ -149,7 +150,25 @@ impl<B: Bus> Orchestrator<B> {
                 }
             }
         };
-        tokio::join!(trigger_loop, result_loop, timer_loop);
+        let answer_loop = async {
+            loop {
+                let request = tokio::select! {
+                    () = cancel.cancelled() => break,
+                    request = answers.next() => request,
+                };
+                let Some(request) = request else { break };
+                let reply = self.on_answer(request.payload(), &cancel).await;
+                match wire::seal(&self.inner.sender, None, Payload::AnswerReply(reply)) {
+                    Ok(bytes) => {
+                        if let Err(err) = request.respond(bytes).await {
+                            warn!(error = %err, "could not reply to an answer");
+                        }
+                    }
+                    Err(err) => warn!(error = %err, "could not encode an answer reply"),
+                }
+            }
+        };
+        tokio::join!(trigger_loop, result_loop, timer_loop, answer_loop);
         info!("orchestrator stopped");
         Ok(())
     }
@@ -248,6 +267,15 @@ impl<B: Bus> Orchestrator<B> {
         let applied = match payload {
             Payload::StepResult(result) => self.apply(&result, cancel).await,
             Payload::StepStarted(started) => self.take_over(&started, cancel).await,
+            Payload::GateVerdict(verdict) => {
+                let applied = self
+                    .transition(verdict.run_id, cancel, |run| engine::apply_verdict(run, &verdict, Timestamp::now()))
+                    .await;
+                if let Ok(Some(Applied::Changed(_))) = &applied {
+                    info!(run_id = %verdict.run_id, gate_id = %verdict.gate_id, verdict = verdict.verdict.as_str(), agent = %verdict.agent, "gate judged");
+                }
+                applied.map(drop)
+            }
             other => {
                 warn!(kind = other.kind(), subject = delivery.subject(), "unexpected message on the results subject");
                 settle(delivery.dead_letter(&format!("unexpected kind {}", other.kind())).await);
@@ -322,6 +350,7 @@ impl<B: Bus> Orchestrator<B> {
             loop {
                 let outcome = match &effect {
                     Effect::Dispatch(work) => self.dispatch(work).await,
+                    Effect::Judge(work) => self.judge(work).await,
                     Effect::WakeAt(at) => {
                         self.inner.timers.arm(*at, run_id);
                         Ok(())
@@ -352,6 +381,52 @@ impl<B: Bus> Orchestrator<B> {
         self.inner.bus.enqueue(work.owner.as_str(), &id, bytes).await?;
         info!(run_id = %work.run_id, step_id = %work.step_id, owner = %work.owner, attempt = work.attempt, "step dispatched");
         Ok(())
+    }
+
+    async fn judge(&self, work: &muster_schemas::message::GateAssigned) -> Result<()> {
+        let id = format!("gate/{}/{}/{}", work.run_id, work.gate_id, work.attempt);
+        let bytes = wire::seal(&self.inner.sender, Some(work.run_id), Payload::GateAssigned(work.clone()))?;
+        self.inner.bus.enqueue(work.owner.as_str(), &id, bytes).await?;
+        info!(run_id = %work.run_id, gate_id = %work.gate_id, owner = %work.owner, attempt = work.attempt, "gate sent to be judged");
+        Ok(())
+    }
+
+    /// Answers `muster answer`: applies a person's decision to a waiting run, durably.
+    async fn on_answer(&self, payload: &Bytes, cancel: &CancellationToken) -> AnswerReply {
+        let answer = match wire::decode(payload).map(|e| e.payload) {
+            Ok(Payload::RunAnswer(answer)) => answer,
+            Ok(other) => {
+                return AnswerReply { accepted: false, message: format!("expected run_answer, got {}", other.kind()) };
+            }
+            Err(err) => return AnswerReply { accepted: false, message: format!("undecodable answer: {err}") },
+        };
+        let refusal = std::sync::Mutex::new(None);
+        let applied = self
+            .transition(answer.run_id, cancel, |run| {
+                match engine::apply_answer(run, &answer.target, &answer.option, &answer.by, Timestamp::now()) {
+                    Ok(effects) => Applied::Changed(effects),
+                    Err(why) => {
+                        *refusal.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.clone());
+                        Applied::Ignored(why)
+                    }
+                }
+            })
+            .await;
+        match applied {
+            Ok(Some(Applied::Changed(_))) => {
+                info!(run_id = %answer.run_id, target = %answer.target, option = %answer.option, by = %answer.by, "answer applied");
+                AnswerReply {
+                    accepted: true,
+                    message: format!("{} answered {} to `{}`", answer.by, answer.option, answer.target),
+                }
+            }
+            Ok(Some(Applied::Ignored(why))) => {
+                warn!(run_id = %answer.run_id, target = %answer.target, by = %answer.by, why = %why, "answer refused");
+                AnswerReply { accepted: false, message: why }
+            }
+            Ok(None) => AnswerReply { accepted: false, message: format!("no run {}", answer.run_id) },
+            Err(err) => AnswerReply { accepted: false, message: format!("could not record the answer: {err}") },
+        }
     }
 
     /// Publishes an informational run event; failures are logged, never fatal.

@@ -15,6 +15,7 @@
 
 mod dispatch;
 mod failure;
+mod gates;
 mod rollback;
 mod schedule;
 mod vars;
@@ -39,6 +40,8 @@ pub const MAX_PARALLEL_STEPS: usize = 8;
 pub enum Effect {
     /// Put this work on its owner's queue.
     Dispatch(Box<StepAssigned>),
+    /// Put this gate on its owner's queue to be judged.
+    Judge(Box<muster_schemas::message::GateAssigned>),
     /// Call [`tick`] for this run at (or after) this time.
     WakeAt(Timestamp),
     /// Announce that the run ended.
@@ -74,9 +77,6 @@ pub fn unsupported(protocol: &Protocol) -> Vec<String> {
             note("`on_failure: escalate`".to_owned());
         }
     }
-    if !protocol.gates.is_empty() {
-        out.push(format!("{} quality gate(s)", protocol.gates.len()));
-    }
     if !protocol.escalations.is_empty() {
         out.push(format!("{} escalation trigger(s)", protocol.escalations.len()));
     }
@@ -95,6 +95,7 @@ fn runnable(action: &ActionRef<'_>) -> bool {
 /// A new run, every step pending.
 pub fn new_run(id: Uuid, protocol: Protocol, inputs: BTreeMap<String, String>, now: Timestamp) -> RunSnapshot {
     let steps = protocol.all_steps().map(|(_, s)| StepRecord::pending(&s.id, s.owner)).collect();
+    let gates = gates::records(&protocol);
     RunSnapshot {
         id,
         protocol,
@@ -106,6 +107,7 @@ pub fn new_run(id: Uuid, protocol: Protocol, inputs: BTreeMap<String, String>, n
         steps,
         completed: Vec::new(),
         rollback: None,
+        gates,
     }
 }
 
@@ -164,6 +166,25 @@ pub fn apply_result(run: &mut RunSnapshot, result: &StepResult, now: Timestamp) 
     Applied::Changed(failure::on_failure(run, index, result, now))
 }
 
+/// Applies a gate's verdict.
+pub fn apply_verdict(run: &mut RunSnapshot, verdict: &muster_schemas::message::GateVerdict, now: Timestamp) -> Applied {
+    gates::on_verdict(run, verdict, now)
+}
+
+/// Applies a person's answer to a waiting gate; `Err` says why the answer was not taken.
+pub fn apply_answer(
+    run: &mut RunSnapshot,
+    gate: &str,
+    option: &str,
+    by: &str,
+    now: Timestamp,
+) -> Result<Vec<Effect>, String> {
+    if run.state != RunState::Waiting {
+        return Err(format!("run is {}, not waiting for an answer", run.state.as_str()));
+    }
+    gates::on_answer(run, gate, option, by, now)
+}
+
 /// Records that a redelivered step changed hands: the new delivery is the only one whose result
 /// will count (a fencing token against agents that lost their lease but are still running).
 pub fn apply_started(run: &mut RunSnapshot, started: &StepStarted) -> Applied {
@@ -212,6 +233,14 @@ pub fn resume(run: &RunSnapshot) -> Vec<Effect> {
         .filter_map(|i| dispatch::assignment(run, i, current_purpose(run, i)).ok())
         .map(|a| Effect::Dispatch(Box::new(a)))
         .collect();
+    effects.extend(
+        run.protocol
+            .gates
+            .iter()
+            .zip(&run.gates)
+            .filter(|(_, r)| r.state == muster_schemas::run::GateState::Evaluating)
+            .map(|(g, r)| Effect::Judge(Box::new(gates::assignment(run, g, r.attempt)))),
+    );
     effects.extend(schedule::next_wakeup(run).map(Effect::WakeAt));
     effects
 }

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use muster_schemas::message::Purpose;
 use muster_schemas::protocol::Protocol;
 use muster_schemas::protocol::expr;
-use muster_schemas::run::{RunSnapshot, RunState, StepRecord, StepState};
+use muster_schemas::run::{GateState, RunSnapshot, RunState, StepRecord, StepState};
 
 /// Prefix of the note of a step skipped because a dependency failed.
 pub const BLOCKED: &str = "blocked: ";
@@ -25,7 +25,10 @@ pub fn advance(run: &mut RunSnapshot, now: Timestamp) -> Vec<Effect> {
     if run.rollback.is_some() {
         return rollback::advance(run, now);
     }
-    let mut effects = Vec::new();
+    if run.state == RunState::Waiting {
+        return Vec::new();
+    }
+    let mut effects = super::gates::advance(run);
     loop {
         let mut changed = false;
         for index in 0..run.steps.len() {
@@ -44,7 +47,7 @@ pub fn advance(run: &mut RunSnapshot, now: Timestamp) -> Vec<Effect> {
                 changed = true;
                 continue;
             }
-            if !records.iter().all(|r| is_satisfied(r)) {
+            if !records.iter().all(|r| is_satisfied(r)) || super::gates::holds(run, &run.steps[index].id) {
                 continue;
             }
             if run.steps[index].retry_at.is_some_and(|at| at > now) {
@@ -78,6 +81,9 @@ pub fn advance(run: &mut RunSnapshot, now: Timestamp) -> Vec<Effect> {
             effects.extend(start_step(run, index, now));
             changed = true;
         }
+        let judged = super::gates::advance(run);
+        changed |= !judged.is_empty();
+        effects.extend(judged);
         if !changed {
             break;
         }
@@ -85,7 +91,8 @@ pub fn advance(run: &mut RunSnapshot, now: Timestamp) -> Vec<Effect> {
     if run.state.is_terminal() || run.rollback.is_some() {
         return effects;
     }
-    if run.steps.iter().all(|s| !matches!(s.state, StepState::Pending | StepState::Running)) {
+    let gates_open = run.gates.iter().any(|g| matches!(g.state, GateState::Evaluating | GateState::Waiting));
+    if !gates_open && run.steps.iter().all(|s| !matches!(s.state, StepState::Pending | StepState::Running)) {
         let failed: Vec<&str> =
             run.steps.iter().filter(|s| s.state == StepState::Failed).map(|s| s.id.as_str()).collect();
         let reason = (!failed.is_empty())

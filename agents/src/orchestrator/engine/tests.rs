@@ -321,3 +321,70 @@ fn probes_are_rendered_for_the_agents() {
     );
     assert!(unsupported(&protocol(text)).is_empty());
 }
+
+const GATED: &str = "id: p\ninputs:\n  approved: {type: bool, default: true}\nsteps:\n  - {id: scan, owner: security, exec: {program: trivy}, outputs: {critical: {type: int}}}\n  - {id: deploy, owner: devops, needs: [scan], exec: {program: deploy}}\ngates:\n  - id: ready\n    owner: sre\n    criteria: [{name: approved, expr: inputs.approved}]\n  - id: clean\n    owner: security\n    after: [scan]\n    criteria: [{name: no-criticals, expr: 'outputs.scan.critical == 0'}]\n    on: {fail: ask}\n";
+
+fn judged(effects: &[Effect]) -> Vec<muster_schemas::message::GateAssigned> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Judge(work) => Some((**work).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn verdict(
+    work: &muster_schemas::message::GateAssigned,
+    verdict: muster_schemas::message::Verdict,
+) -> muster_schemas::message::GateVerdict {
+    muster_schemas::message::GateVerdict {
+        run_id: work.run_id,
+        gate_id: work.gate_id.clone(),
+        attempt: work.attempt,
+        agent: "judge-1".into(),
+        verdict,
+        evidence: Vec::new(),
+    }
+}
+
+#[test]
+fn gates_hold_what_they_guard_until_judged_and_a_person_can_answer() {
+    use muster_schemas::message::Verdict;
+    use muster_schemas::run::GateState;
+    let mut run = run_of(GATED, &[("approved", "true")]);
+    let effects = start(&mut run, t(0));
+    assert!(dispatched(&effects).is_empty(), "the prerequisite gate holds every step");
+    let prerequisite = judged(&effects).remove(0);
+    assert_eq!(
+        (prerequisite.gate_id.as_str(), prerequisite.facts["inputs"]["approved"].clone()),
+        ("ready", serde_json::json!(true))
+    );
+    let scan = dispatched(&changed(apply_verdict(&mut run, &verdict(&prerequisite, Verdict::Pass), t(1)))).remove(0);
+    assert_eq!(scan.step_id, "scan");
+    let effects = changed(apply_result(&mut run, &result(&scan, Outcome::Succeeded, &[("critical", 2.into())]), t(2)));
+    assert!(dispatched(&effects).is_empty(), "deploy waits for the gate on scan");
+    let clean = judged(&effects).remove(0);
+    assert_eq!(clean.facts["outputs"]["scan"]["critical"], serde_json::json!(2));
+    assert!(changed(apply_verdict(&mut run, &verdict(&clean, Verdict::Fail), t(3))).is_empty());
+    assert_eq!((run.state, run.gates[1].state), (RunState::Waiting, GateState::Waiting));
+    assert!(apply_answer(&mut run, "clean", "approve", "alice", t(4)).is_err(), "only continue, rollback or block");
+    assert!(apply_answer(&mut run, "ready", "continue", "alice", t(4)).is_err(), "that gate does not wait");
+    let deploy = dispatched(&apply_answer(&mut run, "clean", "continue", "alice", t(5)).unwrap()).remove(0);
+    assert_eq!(deploy.step_id, "deploy");
+    assert_eq!((run.state, run.gates[1].decided_by.as_deref()), (RunState::Running, Some("alice")));
+    assert_eq!(resume(&run), vec![Effect::Dispatch(Box::new(deploy))]);
+}
+
+#[test]
+fn a_failing_gate_blocks_or_rolls_back_as_declared() {
+    use muster_schemas::message::Verdict;
+    let blocked = GATED.replace("on: {fail: ask}", "on: {fail: block}");
+    let mut run = run_of(&blocked, &[]);
+    let prerequisite = judged(&start(&mut run, t(0))).remove(0);
+    let end = changed(apply_verdict(&mut run, &verdict(&prerequisite, Verdict::Fail), t(1)));
+    assert_eq!(end, vec![Effect::Finished(RunState::Failed)], "a prerequisite gate fails with the default `block`");
+    assert!(run.reason.as_deref().unwrap_or_default().contains("gate `ready` fail"));
+    let stale = verdict(&prerequisite, Verdict::Pass);
+    assert!(matches!(apply_verdict(&mut run, &stale, t(2)), Applied::Ignored(_)));
+}
