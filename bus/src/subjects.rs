@@ -84,6 +84,16 @@ impl Subjects {
         format!("{}.answer.*", self.prefix)
     }
 
+    /// Operator controls of a run (core request/reply): `muster.control.<run>`.
+    pub fn control(&self, run: &str) -> String {
+        format!("{}.control.{run}", self.prefix)
+    }
+
+    /// Every control subject (what the orchestrator serves).
+    pub fn control_all(&self) -> String {
+        format!("{}.control.*", self.prefix)
+    }
+
     /// Step progress of a run (core NATS, lossy): `muster.progress.<run>`.
     pub fn progress(&self, run: &str) -> String {
         format!("{}.progress.{run}", self.prefix)

@@ -38,8 +38,10 @@ pub enum Payload {
     GateVerdict(GateVerdict),
     /// A person's answer to a run that waits (`muster answer`).
     RunAnswer(RunAnswer),
-    /// The orchestrator's reply to an answer.
+    /// The orchestrator's reply to an answer or an operator control.
     AnswerReply(AnswerReply),
+    /// An operator control: cancel, pause, resume, retry or skip.
+    RunControl(RunControl),
 }
 
 impl Payload {
@@ -59,6 +61,7 @@ impl Payload {
             Payload::GateVerdict(_) => "gate_verdict",
             Payload::RunAnswer(_) => "run_answer",
             Payload::AnswerReply(_) => "answer_reply",
+            Payload::RunControl(_) => "run_control",
         }
     }
 }
@@ -490,4 +493,39 @@ pub struct AnswerReply {
     pub accepted: bool,
     /// What happened, or why not.
     pub message: String,
+}
+
+/// What an operator asks of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum Control {
+    /// Stop the run: compensate what was done (reverse order), end `cancelled`.
+    Cancel,
+    /// Start nothing new; running steps finish.
+    Pause,
+    /// Undo a pause.
+    Resume,
+    /// Run a failed step again (reopening a failed run).
+    Retry {
+        /// The step.
+        step: String,
+    },
+    /// Mark a pending or failed step as skipped; steps after it proceed.
+    Skip {
+        /// The step.
+        step: String,
+        /// Why, recorded in the run.
+        reason: String,
+    },
+}
+
+/// An operator control, sent to `muster.control.<run>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunControl {
+    /// The run.
+    pub run_id: Uuid,
+    /// What to do.
+    pub control: Control,
+    /// Who asks.
+    pub by: String,
 }

@@ -201,6 +201,15 @@ pub struct RunSnapshot {
     /// One record per quality gate, in protocol order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<GateRecord>,
+    /// Paused by an operator: nothing new starts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// Cancelled by an operator: the rollback in progress ends the run `cancelled`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
+    /// Operator actions, in order (`<who>: <what>`), for the audit trail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interventions: Vec<String>,
 }
 
 /// Where a gate is.
@@ -273,6 +282,8 @@ impl RunSnapshot {
             reason: self.reason.clone(),
             inputs: self.inputs.clone(),
             gates: self.gates.clone(),
+            paused: self.paused,
+            interventions: self.interventions.clone(),
             steps: self
                 .steps
                 .iter()
@@ -316,6 +327,12 @@ pub struct RunStatus {
     /// Quality gates with their verdicts and evidence.
     #[serde(default)]
     pub gates: Vec<GateRecord>,
+    /// Paused by an operator.
+    #[serde(default)]
+    pub paused: bool,
+    /// Operator actions, in order.
+    #[serde(default)]
+    pub interventions: Vec<String>,
 }
 
 /// One step in [`RunStatus`].

@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use muster_schemas::message::{
-    AgentHeartbeat, AnswerReply, CriterionSpec, Evidence, ExecSpec, GateAssigned, GateVerdict, Outcome, OutputWanted,
-    Purpose, RefusalCode, RunAnswer, RunFinished, RunStarted, RunTriggered, StepAssigned, StepProgress, StepResult,
-    StepStarted, TriggerReply, Verdict,
+    AgentHeartbeat, AnswerReply, Control, CriterionSpec, Evidence, ExecSpec, GateAssigned, GateVerdict, Outcome,
+    OutputWanted, Purpose, RefusalCode, RunAnswer, RunControl, RunFinished, RunStarted, RunTriggered, StepAssigned,
+    StepProgress, StepResult, StepStarted, TriggerReply, Verdict,
 };
 use muster_schemas::run::RunState;
 use muster_schemas::{Component, Envelope, Payload, Role, SCHEMA_VERSION, Sender, TraceContext, decode, encode};
@@ -142,6 +142,11 @@ fn samples() -> Vec<Envelope> {
             by: "alice".into(),
         }),
         Payload::AnswerReply(AnswerReply { accepted: true, message: "alice answered continue".into() }),
+        Payload::RunControl(RunControl {
+            run_id: run_id(),
+            control: Control::Skip { step: "write-file".into(), reason: "done by hand".into() },
+            by: "alice".into(),
+        }),
     ];
     for p in &payloads {
         // Exhaustiveness guard: adding a variant breaks this match until a sample exists.
@@ -158,7 +163,8 @@ fn samples() -> Vec<Envelope> {
             | Payload::GateAssigned(_)
             | Payload::GateVerdict(_)
             | Payload::RunAnswer(_)
-            | Payload::AnswerReply(_) => {}
+            | Payload::AnswerReply(_)
+            | Payload::RunControl(_) => {}
         }
     }
     payloads.into_iter().map(envelope).collect()
@@ -172,7 +178,7 @@ fn golden_dir() -> PathBuf {
 fn every_kind_matches_its_golden_bytes_in_both_directions() {
     let bless = std::env::var_os("MUSTER_BLESS").is_some();
     let samples = samples();
-    assert_eq!(samples.len(), 13);
+    assert_eq!(samples.len(), 14);
     for sample in samples {
         let path = golden_dir().join(format!("{}.msgpack", sample.payload.kind()));
         let bytes = encode(&sample).expect("sample encodes");

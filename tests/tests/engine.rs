@@ -168,3 +168,62 @@ fn a_failing_gate_waits_for_muster_answer() {
     assert_eq!(status["gates"][0]["decided_by"], "alice");
     assert_eq!(status["steps"][1]["state"], "succeeded");
 }
+
+const OPERATED: &str = r#"id: operated
+inputs:
+  dir: {required: true}
+steps:
+  - id: provision
+    owner: devops
+    exec: {program: touch, args: ["{{ inputs.dir }}/provisioned"]}
+    rollback: {exec: {program: rm, args: ["{{ inputs.dir }}/provisioned"]}}
+  - id: flaky
+    owner: sre
+    needs: [provision]
+    exec: {program: test, args: [-e, "{{ inputs.dir }}/ready"]}
+  - id: slow
+    owner: security
+    needs: [flaky]
+    timeout: 1m
+    exec: {program: sleep, args: ["3"]}
+"#;
+
+/// Operators over the CLI: a failed step is retried after the cause is fixed, then the run is
+/// cancelled while a step runs. Nothing new starts; the running step finishes (cancel does not
+/// kill work in flight), then the completed steps are compensated and the run ends `cancelled`.
+#[test]
+fn operators_retry_a_failed_step_and_cancel_a_run() {
+    let mut cluster = Cluster::start();
+    cluster.setting("MUSTER_SHUTDOWN_GRACE", "1s");
+    cluster.scenario("operated.yaml", OPERATED);
+    let _orchestrator = cluster.orchestrator("orchestrator", &cluster.path("scenarios"));
+    let _agents: Vec<_> =
+        ["resource", "devops", "security", "sre"].iter().map(|r| cluster.agent(&format!("{r}-agent"), r)).collect();
+    let url = cluster.nats.url();
+    let dir = cluster.path("work");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = cluster.trigger("operated", &[&format!("dir={}", dir.display())]);
+    let failed = cluster.wait_terminal(&run, Duration::from_secs(30));
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+
+    let refused = cluster.muster(&["retry", &run, "slow", "--nats", &url]);
+    assert_eq!(refused.status.code(), Some(2), "only a failed step can be retried");
+    std::fs::write(dir.join("ready"), "").unwrap();
+    let retried = cluster.muster(&["retry", &run, "flaky", "--as", "bob", "--nats", &url]);
+    assert_eq!(retried.status.code(), Some(0), "{}", String::from_utf8_lossy(&retried.stderr));
+
+    let started = std::time::Instant::now();
+    while cluster.status(&run)["steps"][2]["state"] != "running" {
+        assert!(started.elapsed() < Duration::from_secs(20), "slow never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cancelled = cluster.muster(&["cancel", &run, "--as", "bob", "--nats", &url]);
+    assert_eq!(cancelled.status.code(), Some(0), "{}", String::from_utf8_lossy(&cancelled.stderr));
+    let status = cluster.status(&run);
+    assert_eq!(status["interventions"].as_array().unwrap().len(), 2, "{status:#}");
+    assert!(dir.join("provisioned").exists(), "nothing is compensated while `slow` still runs");
+    let status = cluster.wait_terminal(&run, Duration::from_secs(30));
+    assert_eq!(status["state"], "cancelled", "{status:#}");
+    assert!(!dir.join("provisioned").exists(), "provision was compensated");
+    assert_eq!(status["steps"][0]["state"], "rolled_back");
+}

@@ -4,7 +4,7 @@ use crate::store::RunStore;
 use crate::wire;
 use muster_bus::subjects::Subjects;
 use muster_bus::{Bus, Error as BusError};
-use muster_schemas::message::{AnswerReply, RefusalCode, RunAnswer, RunTriggered, TriggerReply};
+use muster_schemas::message::{AnswerReply, RefusalCode, RunTriggered, TriggerReply};
 use muster_schemas::run::{RunSnapshot, RunState, StepState};
 use muster_schemas::{Component, Payload, Sender};
 use std::collections::HashMap;
@@ -49,13 +49,11 @@ pub async fn submit<B: Bus>(bus: &B, subjects: &Subjects, trigger: RunTriggered)
     }
 }
 
-/// Sends a person's answer to the orchestrator and returns its confirmation.
-pub async fn answer<B: Bus>(bus: &B, subjects: &Subjects, answer: RunAnswer) -> Result<String, SubmitError> {
+/// Sends a person's answer or control to the orchestrator and returns its confirmation.
+pub async fn decide<B: Bus>(bus: &B, subject: &str, run_id: Uuid, payload: Payload) -> Result<String, SubmitError> {
     let sender = Sender { component: Component::Cli, role: None, id: format!("cli-{}", std::process::id()) };
-    let subject = subjects.answer(&answer.run_id.to_string());
-    let bytes = wire::seal(&sender, Some(answer.run_id), Payload::RunAnswer(answer))
-        .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
-    let reply = match bus.request(&subject, bytes, Duration::from_secs(10)).await {
+    let bytes = wire::seal(&sender, Some(run_id), payload).map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+    let reply = match bus.request(subject, bytes, Duration::from_secs(10)).await {
         Ok(reply) => reply,
         Err(BusError::NoResponders(_)) => return Err(SubmitError::Unavailable("no orchestrator is running".into())),
         Err(err) => return Err(SubmitError::Unavailable(err.to_string())),

@@ -9,7 +9,8 @@ use crate::embedded::{Embedded, EmbeddedOptions};
 use crate::store::RunStore;
 use muster_bus::Bus;
 use muster_bus::subjects::Subjects;
-use muster_schemas::message::{RefusalCode, RunTriggered};
+use muster_schemas::Payload;
+use muster_schemas::message::{Control, RefusalCode, RunAnswer, RunControl, RunTriggered};
 use muster_schemas::protocol::{LoadError, Protocol, read_protocol, resolve_inputs};
 use muster_schemas::run::{RunSnapshot, RunState};
 use std::collections::BTreeMap;
@@ -158,20 +159,37 @@ pub async fn answer(
         eprintln!("error: `{run_id}` is not a run id");
         return exit::INVALID;
     };
+    let answer = RunAnswer { run_id: id, target: target.to_owned(), option: option.to_owned(), by: who(by) };
+    let subject = Subjects::new(settings.prefix.clone()).answer(&id.to_string());
+    decide(settings, cluster, &subject, id, Payload::RunAnswer(answer)).await
+}
+
+/// `muster cancel|pause|resume|retry|skip RUN`.
+pub async fn control(settings: &Settings, run_id: &str, control: Control, by: Option<String>, cluster: Cluster) -> u8 {
+    let Ok(id) = run_id.parse::<Uuid>() else {
+        eprintln!("error: `{run_id}` is not a run id");
+        return exit::INVALID;
+    };
+    let subject = Subjects::new(settings.prefix.clone()).control(&id.to_string());
+    decide(settings, cluster, &subject, id, Payload::RunControl(RunControl { run_id: id, control, by: who(by) })).await
+}
+
+fn who(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".to_owned())
+}
+
+async fn decide(settings: &Settings, cluster: Cluster, subject: &str, run_id: Uuid, payload: Payload) -> u8 {
     let bus = match connect_cluster(settings, cluster, "muster-cli").await {
         Ok(bus) => bus,
         Err(code) => return code,
     };
-    let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".to_owned());
-    let answer =
-        muster_schemas::message::RunAnswer { run_id: id, target: target.to_owned(), option: option.to_owned(), by };
-    match client::answer(&bus, &Subjects::new(settings.prefix.clone()), answer).await {
+    match client::decide(&bus, subject, run_id, payload).await {
         Ok(message) => {
             println!("{message}");
             exit::OK
         }
         Err(client::SubmitError::Refused(_, message)) => {
-            eprintln!("error: answer refused: {message}");
+            eprintln!("error: refused: {message}");
             exit::INVALID
         }
         Err(client::SubmitError::Unavailable(message)) => {

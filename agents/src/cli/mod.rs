@@ -13,6 +13,7 @@ pub mod settings;
 
 use clap::{Parser, Subcommand};
 use muster_schemas::Role;
+use muster_schemas::message::Control;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -103,6 +104,31 @@ pub enum Command {
         #[command(flatten)]
         cluster: Cluster,
     },
+    /// Cancel a run: compensate what it did (reverse order) and end it `cancelled`.
+    Cancel(RunRef),
+    /// Pause a run: nothing new starts; running steps finish.
+    Pause(RunRef),
+    /// Resume a paused run.
+    Resume(RunRef),
+    /// Run a failed step again (reopens a failed run).
+    Retry {
+        /// The run and who asks.
+        #[command(flatten)]
+        run: RunRef,
+        /// The failed step.
+        step: String,
+    },
+    /// Skip a pending or failed step with a reason; the steps after it proceed.
+    Skip {
+        /// The run and who asks.
+        #[command(flatten)]
+        run: RunRef,
+        /// The step.
+        step: String,
+        /// Why (recorded in the run).
+        #[arg(long)]
+        reason: String,
+    },
     /// List runs, oldest first.
     Runs {
         /// Print a JSON array of statuses.
@@ -160,6 +186,19 @@ pub enum Command {
     },
     /// Measure step throughput and latency through NATS against the raw JetStream floor.
     Bench(bench::BenchArgs),
+}
+
+/// A run to act on, who acts, and where the cluster is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunRef {
+    /// The run id.
+    pub run_id: String,
+    /// Who asks (recorded in the run); your user name by default.
+    #[arg(long = "as", value_name = "NAME")]
+    pub by: Option<String>,
+    /// Where the cluster is.
+    #[command(flatten)]
+    pub cluster: Cluster,
 }
 
 /// What `muster import` reads.
@@ -227,6 +266,15 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Status { run_id, json, cluster } => commands::status(&settings, &run_id, json, cluster).await,
         Command::Runs { json, cluster } => commands::runs(&settings, json, cluster).await,
+        Command::Cancel(r) => commands::control(&settings, &r.run_id, Control::Cancel, r.by, r.cluster).await,
+        Command::Pause(r) => commands::control(&settings, &r.run_id, Control::Pause, r.by, r.cluster).await,
+        Command::Resume(r) => commands::control(&settings, &r.run_id, Control::Resume, r.by, r.cluster).await,
+        Command::Retry { run, step } => {
+            commands::control(&settings, &run.run_id, Control::Retry { step }, run.by, run.cluster).await
+        }
+        Command::Skip { run, step, reason } => {
+            commands::control(&settings, &run.run_id, Control::Skip { step, reason }, run.by, run.cluster).await
+        }
         Command::Answer { run_id, target, option, by, cluster } => {
             commands::answer(&settings, &run_id, &target, &option, by, cluster).await
         }

@@ -12,6 +12,7 @@
 //! non-terminal snapshot implies; deterministic message ids make the repeats harmless.
 
 pub mod engine;
+mod requests;
 mod timers;
 
 use crate::store::RunStore;
@@ -22,7 +23,7 @@ use jiff::Timestamp;
 use muster_bus::subjects::Subjects;
 use muster_bus::{Bus, Delivery, EventStream, Request, Subscription};
 use muster_schemas::message::{
-    AnswerReply, RefusalCode, RunFinished, RunStarted, RunTriggered, StepResult, StepStarted, TriggerReply,
+    RefusalCode, RunFinished, RunStarted, RunTriggered, StepResult, StepStarted, TriggerReply,
 };
 use muster_schemas::protocol::{Protocol, resolve_inputs};
 use muster_schemas::{Component, Payload, Sender};
@@ -92,7 +93,8 @@ impl<B: Bus> Orchestrator<B> {
             )
             .await?;
         let mut triggers = self.inner.bus.serve(&self.inner.options.subjects.trigger_all()).await?;
-        let mut answers = self.inner.bus.serve(&self.inner.options.subjects.answer_all()).await?;
+        let answers = self.inner.bus.serve(&self.inner.options.subjects.answer_all()).await?;
+        let controls = self.inner.bus.serve(&self.inner.options.subjects.control_all()).await?;
         let recovered = self.recover(&cancel).await?;
         info!(protocols = self.inner.options.protocols.len(), recovered, "orchestrator ready");
         let trigger_loop = {
@@ -150,25 +152,9 @@ impl<B: Bus> Orchestrator<B> {
                 }
             }
         };
-        let answer_loop = async {
-            loop {
-                let request = tokio::select! {
-                    () = cancel.cancelled() => break,
-                    request = answers.next() => request,
-                };
-                let Some(request) = request else { break };
-                let reply = self.on_answer(request.payload(), &cancel).await;
-                match wire::seal(&self.inner.sender, None, Payload::AnswerReply(reply)) {
-                    Ok(bytes) => {
-                        if let Err(err) = request.respond(bytes).await {
-                            warn!(error = %err, "could not reply to an answer");
-                        }
-                    }
-                    Err(err) => warn!(error = %err, "could not encode an answer reply"),
-                }
-            }
-        };
-        tokio::join!(trigger_loop, result_loop, timer_loop, answer_loop);
+        let answer_loop = self.serve_requests(answers, &cancel);
+        let control_loop = self.serve_requests(controls, &cancel);
+        tokio::join!(trigger_loop, result_loop, timer_loop, answer_loop, control_loop);
         info!("orchestrator stopped");
         Ok(())
     }
@@ -389,44 +375,6 @@ impl<B: Bus> Orchestrator<B> {
         self.inner.bus.enqueue(work.owner.as_str(), &id, bytes).await?;
         info!(run_id = %work.run_id, gate_id = %work.gate_id, owner = %work.owner, attempt = work.attempt, "gate sent to be judged");
         Ok(())
-    }
-
-    /// Answers `muster answer`: applies a person's decision to a waiting run, durably.
-    async fn on_answer(&self, payload: &Bytes, cancel: &CancellationToken) -> AnswerReply {
-        let answer = match wire::decode(payload).map(|e| e.payload) {
-            Ok(Payload::RunAnswer(answer)) => answer,
-            Ok(other) => {
-                return AnswerReply { accepted: false, message: format!("expected run_answer, got {}", other.kind()) };
-            }
-            Err(err) => return AnswerReply { accepted: false, message: format!("undecodable answer: {err}") },
-        };
-        let refusal = std::sync::Mutex::new(None);
-        let applied = self
-            .transition(answer.run_id, cancel, |run| {
-                match engine::apply_answer(run, &answer.target, &answer.option, &answer.by, Timestamp::now()) {
-                    Ok(effects) => Applied::Changed(effects),
-                    Err(why) => {
-                        *refusal.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.clone());
-                        Applied::Ignored(why)
-                    }
-                }
-            })
-            .await;
-        match applied {
-            Ok(Some(Applied::Changed(_))) => {
-                info!(run_id = %answer.run_id, target = %answer.target, option = %answer.option, by = %answer.by, "answer applied");
-                AnswerReply {
-                    accepted: true,
-                    message: format!("{} answered {} to `{}`", answer.by, answer.option, answer.target),
-                }
-            }
-            Ok(Some(Applied::Ignored(why))) => {
-                warn!(run_id = %answer.run_id, target = %answer.target, by = %answer.by, why = %why, "answer refused");
-                AnswerReply { accepted: false, message: why }
-            }
-            Ok(None) => AnswerReply { accepted: false, message: format!("no run {}", answer.run_id) },
-            Err(err) => AnswerReply { accepted: false, message: format!("could not record the answer: {err}") },
-        }
     }
 
     /// Publishes an informational run event; failures are logged, never fatal.

@@ -13,6 +13,7 @@
 //! Time comes in as an argument and timers go out as [`Effect::WakeAt`], so every rule here is
 //! tested without a clock.
 
+mod controls;
 mod dispatch;
 mod failure;
 mod gates;
@@ -108,6 +109,9 @@ pub fn new_run(id: Uuid, protocol: Protocol, inputs: BTreeMap<String, String>, n
         completed: Vec::new(),
         rollback: None,
         gates,
+        paused: false,
+        cancelled: false,
+        interventions: Vec::new(),
     }
 }
 
@@ -120,7 +124,7 @@ pub fn start(run: &mut RunSnapshot, now: Timestamp) -> Vec<Effect> {
 /// Applies a step result.
 pub fn apply_result(run: &mut RunSnapshot, result: &StepResult, now: Timestamp) -> Applied {
     if run.state.is_terminal() {
-        return Applied::Ignored(format!("run is already {}", run.state.as_str()));
+        return settle_after_end(run, result, now);
     }
     let Some(index) = run.steps.iter().position(|s| s.id == result.step_id) else {
         return Applied::Ignored(format!("run has no step `{}`", result.step_id));
@@ -185,6 +189,16 @@ pub fn apply_answer(
     gates::on_answer(run, gate, option, by, now)
 }
 
+/// Applies an operator control; `Err` says why it does not apply.
+pub fn apply_control(
+    run: &mut RunSnapshot,
+    control: &muster_schemas::message::Control,
+    by: &str,
+    now: Timestamp,
+) -> Result<Vec<Effect>, String> {
+    controls::apply(run, control, by, now)
+}
+
 /// Records that a redelivered step changed hands: the new delivery is the only one whose result
 /// will count (a fencing token against agents that lost their lease but are still running).
 pub fn apply_started(run: &mut RunSnapshot, started: &StepStarted) -> Applied {
@@ -206,6 +220,30 @@ pub fn apply_started(run: &mut RunSnapshot, started: &StepStarted) -> Applied {
     step.deliveries = started.delivery;
     step.agent = Some(started.agent.clone());
     Applied::Changed(Vec::new())
+}
+
+/// A failed run may still have steps running in parallel branches: record how they ended (no
+/// retries, nothing new starts), so that an operator's `retry` starts from the truth.
+fn settle_after_end(run: &mut RunSnapshot, result: &StepResult, now: Timestamp) -> Applied {
+    let running = run
+        .steps
+        .iter()
+        .position(|s| s.id == result.step_id && s.state == StepState::Running && s.attempt == result.attempt);
+    match running {
+        Some(index) if run.state == RunState::Failed => {
+            record(&mut run.steps[index], result, now);
+            let step = &mut run.steps[index];
+            if result.outcome == Outcome::Succeeded {
+                step.state = StepState::Succeeded;
+                run.completed.push(step.id.clone());
+            } else {
+                step.state = StepState::Failed;
+                step.note = Some(format!("{} after the run had failed", describe(result)));
+            }
+            Applied::Changed(Vec::new())
+        }
+        _ => Applied::Ignored(format!("run is already {}", run.state.as_str())),
+    }
 }
 
 /// Re-evaluates a run whose timer fired (a retry backoff ended).

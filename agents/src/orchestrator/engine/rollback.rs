@@ -22,18 +22,16 @@ pub fn begin(run: &mut RunSnapshot, reason: String, now: Timestamp) -> Vec<Effec
 
 /// Dispatches the next compensation, or ends the run when none is left.
 pub fn advance(run: &mut RunSnapshot, now: Timestamp) -> Vec<Effect> {
-    let compensating = run.steps.iter().any(|s| s.state == StepState::Running && run.completed.contains(&s.id));
-    if compensating {
+    // Wait for everything still running: a compensation in flight, or forward steps whose
+    // results decide whether they need compensating first (they finished last).
+    if run.steps.iter().any(|s| s.state == StepState::Running) {
         return Vec::new();
     }
     let next = run.rollback.as_mut().and_then(|queue| (!queue.is_empty()).then(|| queue.remove(0)));
     let Some(id) = next else {
-        if run.steps.iter().any(|s| s.state == StepState::Running) {
-            // Forward steps still running: their results decide whether they need compensating.
-            return Vec::new();
-        }
         let reason = run.reason.clone();
-        return finish(run, RunState::RolledBack, reason, now);
+        let end = if run.cancelled { RunState::Cancelled } else { RunState::RolledBack };
+        return finish(run, end, reason, now);
     };
     let Some(index) = run.steps.iter().position(|s| s.id == id) else { return advance(run, now) };
     let step = &mut run.steps[index];

@@ -25,7 +25,7 @@ pub fn advance(run: &mut RunSnapshot, now: Timestamp) -> Vec<Effect> {
     if run.rollback.is_some() {
         return rollback::advance(run, now);
     }
-    if run.state == RunState::Waiting {
+    if run.state == RunState::Waiting && !run.paused {
         return Vec::new();
     }
     let mut effects = super::gates::advance(run);
@@ -53,7 +53,7 @@ pub fn advance(run: &mut RunSnapshot, now: Timestamp) -> Vec<Effect> {
             if run.steps[index].retry_at.is_some_and(|at| at > now) {
                 continue;
             }
-            if running(run) >= MAX_PARALLEL_STEPS {
+            if running(run) >= MAX_PARALLEL_STEPS || run.paused {
                 break;
             }
             if run.steps[index].attempt == 0 {

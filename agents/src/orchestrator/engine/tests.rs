@@ -388,3 +388,54 @@ fn a_failing_gate_blocks_or_rolls_back_as_declared() {
     let stale = verdict(&prerequisite, Verdict::Pass);
     assert!(matches!(apply_verdict(&mut run, &stale, t(2)), Applied::Ignored(_)));
 }
+
+#[test]
+fn operators_cancel_pause_retry_and_skip() {
+    use muster_schemas::message::Control;
+    // Cancel: compensations run in reverse, the run ends `cancelled`.
+    let mut run = run_of(SAGA, &[]);
+    let network = dispatched(&start(&mut run, t(0))).remove(0);
+    let noop = dispatched(&changed(apply_result(&mut run, &result(&network, Outcome::Succeeded, &[]), t(1)))).remove(0);
+    assert!(apply_control(&mut run, &Control::Cancel, "ops", t(2)).unwrap().is_empty(), "noop is still running");
+    assert!(apply_control(&mut run, &Control::Cancel, "ops", t(2)).is_err(), "only once");
+    let undo = dispatched(&changed(apply_result(&mut run, &result(&noop, Outcome::Succeeded, &[]), t(3)))).remove(0);
+    assert_eq!(ids(std::slice::from_ref(&undo)), ["network:rollback"], "compensation starts once nothing runs");
+    let end = changed(apply_result(&mut run, &result(&undo, Outcome::Succeeded, &[]), t(4)));
+    assert_eq!(end, vec![Effect::Finished(RunState::Cancelled)], "nothing new started after the cancel");
+    assert_eq!(run.interventions.len(), 1);
+
+    // Pause holds new work; resume releases it.
+    let mut run = run_of(DIAMOND, &[("dir", "/tmp")]);
+    let a = dispatched(&start(&mut run, t(0))).remove(0);
+    assert!(apply_control(&mut run, &Control::Pause, "ops", t(1)).unwrap().is_empty());
+    assert_eq!(run.state, RunState::Waiting);
+    assert!(
+        dispatched(&changed(apply_result(&mut run, &result(&a, Outcome::Succeeded, &[("count", 1.into())]), t(2))))
+            .is_empty()
+    );
+    let resumed = dispatched(&apply_control(&mut run, &Control::Resume, "ops", t(3)).unwrap());
+    assert_eq!(ids(&resumed), ["b:run", "c:run"]);
+
+    // Retry reopens a failed run at the failed step; skip lets the rest proceed.
+    let text = "id: p\nsteps:\n  - {id: flaky, owner: sre, exec: {program: x}}\n  - {id: after, owner: sre, needs: [flaky], exec: {program: 'true'}}\n";
+    let mut run = run_of(text, &[]);
+    let flaky = dispatched(&start(&mut run, t(0))).remove(0);
+    changed(apply_result(&mut run, &result(&flaky, Outcome::Failed, &[]), t(1)));
+    assert_eq!(run.state, RunState::Failed);
+    assert!(apply_control(&mut run, &Control::Retry { step: "after".into() }, "ops", t(2)).is_err(), "after never ran");
+    let again =
+        dispatched(&apply_control(&mut run, &Control::Retry { step: "flaky".into() }, "ops", t(2)).unwrap()).remove(0);
+    assert_eq!((again.step_id.as_str(), again.attempt, run.state), ("flaky", 2, RunState::Running));
+    changed(apply_result(&mut run, &result(&again, Outcome::Failed, &[]), t(3)));
+    assert!(
+        apply_control(&mut run, &Control::Skip { step: "flaky".into(), reason: " ".into() }, "ops", t(4)).is_err(),
+        "a reason is required"
+    );
+    let after = dispatched(
+        &apply_control(&mut run, &Control::Skip { step: "flaky".into(), reason: "known outage".into() }, "ops", t(4))
+            .unwrap(),
+    )
+    .remove(0);
+    assert_eq!(after.step_id, "after");
+    assert_eq!(run.steps[0].note.as_deref(), Some("skipped by ops: known outage"));
+}

@@ -1,0 +1,91 @@
+//! What people ask of a run over request/reply: answers to a waiting gate (`muster answer`) and
+//! operator controls (`muster cancel|pause|resume|retry|skip`). Each is applied as one durable
+//! transition and confirmed — or refused with the reason — to the asker.
+
+use super::{Orchestrator, engine};
+use crate::wire;
+use bytes::Bytes;
+use engine::Applied;
+use jiff::Timestamp;
+use muster_bus::{Bus, Request, Subscription};
+use muster_schemas::Payload;
+use muster_schemas::message::AnswerReply;
+use muster_schemas::run::RunSnapshot;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+impl<B: Bus> Orchestrator<B> {
+    /// Serves one request subscription until cancelled.
+    pub(super) async fn serve_requests<S>(&self, mut requests: S, cancel: &CancellationToken)
+    where
+        S: Subscription<Item = B::Request>,
+    {
+        loop {
+            let request = tokio::select! {
+                () = cancel.cancelled() => break,
+                request = requests.next() => request,
+            };
+            let Some(request) = request else { break };
+            let reply = self.on_request(request.payload(), cancel).await;
+            match wire::seal(&self.inner.sender, None, Payload::AnswerReply(reply)) {
+                Ok(bytes) => {
+                    if let Err(err) = request.respond(bytes).await {
+                        warn!(error = %err, "could not reply to a request");
+                    }
+                }
+                Err(err) => warn!(error = %err, "could not encode a reply"),
+            }
+        }
+    }
+
+    async fn on_request(&self, payload: &Bytes, cancel: &CancellationToken) -> AnswerReply {
+        let refuse = |message: String| AnswerReply { accepted: false, message };
+        match wire::decode(payload).map(|e| e.payload) {
+            Ok(Payload::RunAnswer(answer)) => {
+                let what = format!("{} answered {} to `{}`", answer.by, answer.option, answer.target);
+                self.decide(answer.run_id, what, cancel, |run| {
+                    engine::apply_answer(run, &answer.target, &answer.option, &answer.by, Timestamp::now())
+                })
+                .await
+            }
+            Ok(Payload::RunControl(control)) => {
+                let what = format!("{} asked: {:?}", control.by, control.control);
+                self.decide(control.run_id, what, cancel, |run| {
+                    engine::apply_control(run, &control.control, &control.by, Timestamp::now())
+                })
+                .await
+            }
+            Ok(other) => refuse(format!("expected run_answer or run_control, got {}", other.kind())),
+            Err(err) => refuse(format!("undecodable request: {err}")),
+        }
+    }
+
+    /// Applies a person's decision as one durable transition.
+    async fn decide(
+        &self,
+        run_id: Uuid,
+        what: String,
+        cancel: &CancellationToken,
+        decision: impl Fn(&mut RunSnapshot) -> Result<Vec<engine::Effect>, String>,
+    ) -> AnswerReply {
+        let applied = self
+            .transition(run_id, cancel, |run| match decision(run) {
+                Ok(effects) => Applied::Changed(effects),
+                Err(why) => Applied::Ignored(why),
+            })
+            .await;
+        match applied {
+            Ok(Some(Applied::Changed(_))) => {
+                info!(run_id = %run_id, what = %what, "decision applied");
+                AnswerReply { accepted: true, message: what }
+            }
+            Ok(Some(Applied::Ignored(why))) => {
+                warn!(run_id = %run_id, what = %what, why = %why, "decision refused");
+                AnswerReply { accepted: false, message: why }
+            }
+            Ok(None) => AnswerReply { accepted: false, message: format!("no run {run_id}") },
+            Err(err) => AnswerReply { accepted: false, message: format!("could not record the decision: {err}") },
+        }
+    }
+}
