@@ -51,6 +51,7 @@ impl Embedded {
                 subjects: Subjects::default(),
                 protocols: BTreeMap::new(),
                 result_ack_wait: Duration::from_secs(30),
+                leader_ttl: Duration::from_secs(10),
             },
         );
         let token = cancel.clone();

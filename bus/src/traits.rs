@@ -90,16 +90,19 @@ pub trait WorkQueue: Send + Sync + 'static {
 pub enum Bucket {
     /// Run snapshots, key = run id.
     Runs,
+    /// Leadership leases, key = the role that needs a single leader (`orchestrator`).
+    Leases,
 }
 
 impl Bucket {
     /// Every bucket, for provisioning.
-    pub const ALL: [Bucket; 1] = [Bucket::Runs];
+    pub const ALL: [Bucket; 2] = [Bucket::Runs, Bucket::Leases];
 
     /// The bucket's name on the server.
     pub fn name(self) -> &'static str {
         match self {
             Bucket::Runs => "muster_runs",
+            Bucket::Leases => "muster_leases",
         }
     }
 }

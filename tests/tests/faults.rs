@@ -68,7 +68,7 @@ fn fifty_runs_survive_an_orchestrator_killed_at_random() {
     let mut kills = 0;
     let started = Instant::now();
     let mut generation = 1;
-    while started.elapsed() < Duration::from_secs(12) {
+    while started.elapsed() < Duration::from_secs(15) {
         std::thread::sleep(Duration::from_millis(100 + random.next(700)));
         orchestrator.kill9();
         kills += 1;
@@ -102,7 +102,7 @@ fn fifty_runs_survive_an_orchestrator_killed_at_random() {
         "chaos: {kills} orchestrator kills; {succeeded} runs succeeded, {rolled_back} rolled back; {effects} effects from {executions} executions ({} re-executions)",
         executions - effects
     );
-    assert!(kills >= 10, "the orchestrator was killed often enough ({kills})");
+    assert!(kills >= 5, "the orchestrator was killed often enough ({kills})");
 }
 
 /// nats-server itself is killed with SIGKILL mid-run and restarted on the same store: the
@@ -130,4 +130,37 @@ fn runs_finish_after_nats_server_is_killed_and_restarted() {
         let applied = lines(&dir.join("effects"));
         assert_eq!(applied.len(), 3, "run {id}: each effect once: {applied:?}");
     }
+}
+
+/// Two orchestrators: one leads, one stands by. The leader is killed with SIGKILL while runs are
+/// in flight; the standby takes over once the lease expires (TTL 2 s here) and finishes them.
+#[test]
+fn a_standby_orchestrator_takes_over_from_a_killed_leader() {
+    let cluster = Cluster::start();
+    cluster.scenario("chaos.yaml", &protocol());
+    let mut leader = cluster.orchestrator("orchestrator-a", &cluster.path("scenarios"));
+    let mut standby = cluster.spawn(
+        "orchestrator-b",
+        &["orchestrator", "--nats", &cluster.nats.url(), "--scenarios", cluster.path("scenarios").to_str().unwrap()],
+    );
+    standby.wait_for_log("standing by", Duration::from_secs(20));
+    let _agents: Vec<_> =
+        ["resource", "devops", "security", "sre"].iter().map(|r| cluster.agent(&format!("{r}-agent"), r)).collect();
+    let mut runs = Vec::new();
+    for i in 0..6 {
+        let dir = cluster.path(&format!("run-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        runs.push((cluster.trigger("chaos", &[&format!("dir={}", dir.display())]), dir));
+    }
+    leader.kill9();
+    let killed = Instant::now();
+    standby.wait_for_log("orchestrator ready", Duration::from_secs(20));
+    let takeover = killed.elapsed();
+    assert!(takeover < Duration::from_secs(6), "took over in {takeover:?} (TTL 2 s)");
+    for (id, dir) in &runs {
+        let status = cluster.wait_terminal(id, Duration::from_secs(60));
+        assert_eq!(status["state"], "succeeded", "run {id}: {status:#}");
+        assert_eq!(lines(&dir.join("effects")).len(), 3, "run {id}: each effect once");
+    }
+    eprintln!("standby took over {takeover:?} after the leader was killed");
 }

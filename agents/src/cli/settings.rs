@@ -26,6 +26,8 @@ pub struct Settings {
     pub shutdown_grace: DurationSpec,
     /// Where the orchestrator loads protocols from.
     pub scenarios: PathBuf,
+    /// How long the orchestrator's leadership lease lasts unrenewed; a standby takes over after it.
+    pub leader_ttl: DurationSpec,
 }
 
 impl Default for Settings {
@@ -39,6 +41,7 @@ impl Default for Settings {
             heartbeat: DurationSpec(Duration::from_secs(5)),
             shutdown_grace: DurationSpec(Duration::from_secs(10)),
             scenarios: PathBuf::from("scenarios"),
+            leader_ttl: DurationSpec(Duration::from_secs(10)),
         }
     }
 }
@@ -67,6 +70,9 @@ impl Settings {
     pub fn validate(&self) -> Result<(), String> {
         if self.lease.0 < Duration::from_secs(1) {
             return Err("lease must be at least 1s".into());
+        }
+        if self.leader_ttl.0 < Duration::from_secs(2) {
+            return Err("leader_ttl must be at least 2s".into());
         }
         if self.max_deliver == 0 {
             return Err("max_deliver must be at least 1".into());

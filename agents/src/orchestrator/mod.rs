@@ -12,6 +12,7 @@
 //! non-terminal snapshot implies; deterministic message ids make the repeats harmless.
 
 pub mod engine;
+pub mod leader;
 mod requests;
 mod timers;
 
@@ -29,6 +30,7 @@ use muster_schemas::protocol::{Protocol, resolve_inputs};
 use muster_schemas::{Component, Payload, Sender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -48,6 +50,8 @@ pub struct OrchestratorOptions {
     pub protocols: BTreeMap<String, Protocol>,
     /// How long a result may stay unacknowledged before it is redelivered.
     pub result_ack_wait: Duration,
+    /// How long the leadership lease lasts without renewal (a standby takes over after it).
+    pub leader_ttl: Duration,
 }
 
 /// The orchestrator service.
@@ -63,6 +67,8 @@ struct Inner<B> {
     sender: Sender,
     options: OrchestratorOptions,
     timers: timers::Timers,
+    /// The revision of the leadership lease this orchestrator holds (0: none).
+    lease: AtomicU64,
 }
 
 impl<B: Bus> Orchestrator<B> {
@@ -76,13 +82,37 @@ impl<B: Bus> Orchestrator<B> {
                 sender,
                 options,
                 timers: Default::default(),
+                lease: AtomicU64::new(0),
             }),
         }
     }
 
-    /// Serves until `cancel` fires: recovers unfinished runs, then answers triggers and consumes
-    /// results.
+    /// Runs until `cancel` fires: waits to lead, serves while leading, stands by again when
+    /// leadership is lost.
     pub async fn run(self, cancel: CancellationToken) -> Result<()> {
+        let ttl = self.inner.options.leader_ttl;
+        let holder = self.inner.options.id.clone();
+        loop {
+            let Some(held) = leader::acquire(&self.inner.bus, &holder, ttl, &cancel).await else { return Ok(()) };
+            self.inner.lease.store(held.revision, Ordering::SeqCst);
+            let serving = cancel.child_token();
+            let keeper = leader::keep(&self.inner.bus, &holder, held, ttl, &serving, &cancel, &self.inner.lease);
+            let (_, served) = tokio::join!(keeper, async {
+                let served = self.serve(serving.clone()).await;
+                serving.cancel();
+                served
+            });
+            served?;
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            self.inner.lease.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Serves while leading: recovers unfinished runs, then answers triggers and requests,
+    /// consumes results and fires timers, until `cancel` fires (shutdown or lost leadership).
+    async fn serve(&self, cancel: CancellationToken) -> Result<()> {
         let mut results = self
             .inner
             .bus
@@ -315,6 +345,10 @@ impl<B: Bus> Orchestrator<B> {
             let Some((mut run, revision)) = self.inner.store.load(run_id).await? else { return Ok(None) };
             let applied = event(&mut run);
             let Applied::Changed(effects) = &applied else { return Ok(Some(applied)) };
+            let lease = leader::Held { revision: self.inner.lease.load(Ordering::SeqCst) };
+            if !leader::still_leads(&self.inner.bus, lease).await? {
+                return Err(Error::Invalid("no longer the leading orchestrator; not writing".to_owned()));
+            }
             match self.inner.store.save(&run, revision).await {
                 Ok(_) => {
                     self.carry_out(run.id, effects.clone(), cancel).await;

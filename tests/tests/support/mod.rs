@@ -94,7 +94,9 @@ pub struct Cluster {
 impl Cluster {
     pub fn start() -> Self {
         let nats = NatsServer::start().expect("nats-server starts (run scripts/test to install it)");
-        Self { nats, dir: tempfile::tempdir().expect("tempdir"), env: vec![("MUSTER_LEASE".into(), "30s".into())] }
+        // A short leadership lease, so a replaced orchestrator takes over in seconds.
+        let env = vec![("MUSTER_LEASE".into(), "30s".into()), ("MUSTER_LEADER_TTL".into(), "2s".into())];
+        Self { nats, dir: tempfile::tempdir().expect("tempdir"), env }
     }
 
     /// Sets a `MUSTER_*` setting for processes started from now on.
