@@ -243,3 +243,42 @@ fn a_paused_agent_that_lost_its_lease_has_its_late_result_ignored() {
     assert!(log.contains("stale result of step `deploy`: delivery 1 lost its lease"), "{log}");
     assert_eq!(log.lines().filter(|l| l.contains("step finished") && l.contains("step_id=deploy")).count(), 1, "{log}");
 }
+
+/// Work of a run that an agent refuses (here: work for another role on its queue) is
+/// dead-lettered with the reason and shows in that run's `muster status`.
+#[test]
+fn dead_letters_of_a_run_show_in_its_status() {
+    let cluster = Cluster::start();
+    cluster.scenario("slow.yaml", SLOW_DEVOPS);
+    let _orchestrator = cluster.orchestrator("orchestrator", &cluster.path("scenarios"));
+    let mut sre = cluster.agent("sre-agent", "sre");
+    let run_id = cluster.trigger("slow", &[]);
+    let run: uuid::Uuid = run_id.parse().unwrap();
+    let misrouted = muster_schemas::Envelope::new(
+        muster_schemas::Sender { component: muster_schemas::Component::Cli, role: None, id: "test".into() },
+        Some(run),
+        muster_schemas::Payload::StepAssigned(muster_schemas::message::StepAssigned {
+            run_id: run,
+            step_id: "deploy".into(),
+            owner: muster_schemas::Role::Devops,
+            attempt: 1,
+            idempotency_key: "k".into(),
+            exec: None,
+            probe: Some(muster_schemas::message::Probe::Wait { duration_ms: 1 }),
+            probe_timeout_ms: 1_000,
+            purpose: muster_schemas::message::Purpose::Run,
+            outputs: Vec::new(),
+        }),
+    );
+    let bytes = bytes::Bytes::from(muster_schemas::encode(&misrouted).unwrap());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let bus = runtime.block_on(NatsBus::connect(NatsOptions::new(cluster.nats.url()))).unwrap();
+    runtime.block_on(bus.enqueue("sre", "misrouted-1", bytes)).unwrap();
+    sre.wait_for_log("dead-lettering misrouted message", Duration::from_secs(20));
+    let status = cluster.status(&run_id);
+    let dead = status["dead_letters"].as_array().expect("dead_letters in the status");
+    assert_eq!(dead.len(), 1, "{status:#}");
+    assert_eq!(dead[0]["queue"], "sre");
+    assert_eq!(dead[0]["kind"], "step_assigned");
+    assert!(dead[0]["reason"].as_str().unwrap().contains("work for role devops on the sre queue"), "{status:#}");
+}

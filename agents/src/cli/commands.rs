@@ -126,12 +126,23 @@ pub async fn status(settings: &Settings, run_id: &str, json: bool, cluster: Clus
         Ok(bus) => bus,
         Err(code) => return code,
     };
-    match RunStore::new(bus).load(id).await {
+    match RunStore::new(bus.clone()).load(id).await {
         Ok(Some((run, _))) => {
+            let dead = dead_letters_of(&bus, id).await;
             if json {
-                print_json(&run.status());
+                let mut value = serde_json::to_value(run.status()).unwrap_or_default();
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("dead_letters".to_owned(), serde_json::to_value(&dead).unwrap_or_default());
+                }
+                print_json(&value);
             } else {
                 print_run(&run);
+                for letter in &dead {
+                    println!(
+                        "dead letter on {}: {} (delivered {} times)",
+                        letter.queue, letter.reason, letter.deliveries
+                    );
+                }
             }
             exit::OK
         }
@@ -144,6 +155,36 @@ pub async fn status(settings: &Settings, run_id: &str, json: bool, cluster: Clus
             exit::UNAVAILABLE
         }
     }
+}
+
+/// A dead letter of a run, as `muster status` shows it.
+#[derive(Debug, serde::Serialize)]
+struct RunDeadLetter {
+    queue: String,
+    reason: String,
+    deliveries: u32,
+    kind: String,
+}
+
+/// The dead letters (from every role's queue) that belong to `run`: work that could not be
+/// delivered or processed, with the reason.
+async fn dead_letters_of<B: muster_bus::WorkQueue>(bus: &B, run: Uuid) -> Vec<RunDeadLetter> {
+    let mut out = Vec::new();
+    for role in muster_schemas::Role::ALL {
+        let Ok(letters) = bus.dead_letters(role.as_str()).await else { continue };
+        for letter in letters {
+            let Ok(envelope) = crate::wire::decode(&letter.payload) else { continue };
+            if envelope.run_id == Some(run) {
+                out.push(RunDeadLetter {
+                    queue: letter.queue,
+                    reason: letter.reason,
+                    deliveries: letter.deliveries,
+                    kind: envelope.payload.kind().to_owned(),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// `muster answer RUN TARGET OPTION`.
