@@ -74,17 +74,34 @@ fn four_agents_run_the_readme_protocol_over_nats() {
 
 const SLOW_DEVOPS: &str = "id: slow\nsteps:\n  - {id: prepare, owner: resource, exec: {program: 'true'}}\n  - {id: deploy, owner: devops, needs: [prepare], timeout: 60s, exec: {program: sleep, args: ['3']}}\n  - {id: verify, owner: sre, needs: [deploy], exec: {program: 'true'}}\n";
 
+/// A cluster running `SLOW_DEVOPS` with the given settings: the orchestrator, a resource and an
+/// sre agent, and one devops agent called `devops`. Bind every field when destructuring: a
+/// field left to `..` is dropped at once, which kills its process.
+struct Slow {
+    cluster: Cluster,
+    orchestrator: support::Proc,
+    devops: support::Proc,
+    _others: Vec<support::Proc>,
+}
+
+fn slow_cluster(settings: &[(&str, &str)], devops: &str) -> Slow {
+    let mut cluster = Cluster::start();
+    for (name, value) in settings {
+        cluster.setting(name, value);
+    }
+    cluster.scenario("slow.yaml", SLOW_DEVOPS);
+    let orchestrator = cluster.orchestrator("orchestrator", &cluster.path("scenarios"));
+    let others = vec![cluster.agent("resource-agent", "resource"), cluster.agent("sre-agent", "sre")];
+    let devops = cluster.agent(devops, "devops");
+    Slow { cluster, orchestrator, devops, _others: others }
+}
+
 /// kill -9 of the devops agent mid-step: once the lease expires a second devops agent takes the
 /// step over, the run succeeds, and the step is recorded as succeeded once, by the second agent.
 #[test]
 fn a_killed_agent_loses_its_step_to_another_after_the_lease() {
-    let mut cluster = Cluster::start();
-    cluster.setting("MUSTER_LEASE", "2s");
-    cluster.scenario("slow.yaml", SLOW_DEVOPS);
-    let orchestrator = cluster.orchestrator("orchestrator", &cluster.path("scenarios"));
-    let _resource = cluster.agent("resource-agent", "resource");
-    let _sre = cluster.agent("sre-agent", "sre");
-    let mut doomed = cluster.agent("devops-doomed", "devops");
+    let Slow { cluster, orchestrator, devops: mut doomed, _others: _agents } =
+        slow_cluster(&[("MUSTER_LEASE", "2s")], "devops-doomed");
 
     let run_id = cluster.trigger("slow", &[]);
     doomed.wait_for_log("step started", Duration::from_secs(20));
@@ -144,12 +161,7 @@ fn undecodable_work_is_dead_lettered_and_the_agent_keeps_serving() {
 /// exits 0; the run succeeds.
 #[test]
 fn sigterm_lets_the_running_step_finish() {
-    let cluster = Cluster::start();
-    cluster.scenario("slow.yaml", SLOW_DEVOPS);
-    let _orchestrator = cluster.orchestrator("orchestrator", &cluster.path("scenarios"));
-    let _resource = cluster.agent("resource-agent", "resource");
-    let _sre = cluster.agent("sre-agent", "sre");
-    let mut devops = cluster.agent("devops-agent", "devops");
+    let Slow { cluster, orchestrator: _orchestrator, mut devops, _others: _agents } = slow_cluster(&[], "devops-agent");
     let run_id = cluster.trigger("slow", &[]);
     devops.wait_for_log("step started", Duration::from_secs(20));
     devops.signal(nix::sys::signal::Signal::SIGTERM);
@@ -181,13 +193,8 @@ fn bad_triggers_are_refused() {
 /// exits; another agent of the role runs it at once (no lease wait), and the run succeeds.
 #[test]
 fn sigterm_past_the_grace_period_releases_the_step_to_another_agent() {
-    let mut cluster = Cluster::start();
-    cluster.setting("MUSTER_SHUTDOWN_GRACE", "1s");
-    cluster.scenario("slow.yaml", SLOW_DEVOPS);
-    let _orchestrator = cluster.orchestrator("orchestrator", &cluster.path("scenarios"));
-    let _resource = cluster.agent("resource-agent", "resource");
-    let _sre = cluster.agent("sre-agent", "sre");
-    let mut leaving = cluster.agent("devops-leaving", "devops");
+    let Slow { cluster, orchestrator: _orchestrator, devops: mut leaving, _others: _agents } =
+        slow_cluster(&[("MUSTER_SHUTDOWN_GRACE", "1s")], "devops-leaving");
     let run_id = cluster.trigger("slow", &[]);
     leaving.wait_for_log("step started", Duration::from_secs(20));
     let _staying = cluster.agent("devops-staying", "devops");
@@ -221,13 +228,8 @@ fn a_killed_orchestrator_is_replaced_and_the_run_finishes() {
 /// the paused agent's late result is recognised as stale and ignored.
 #[test]
 fn a_paused_agent_that_lost_its_lease_has_its_late_result_ignored() {
-    let mut cluster = Cluster::start();
-    cluster.setting("MUSTER_LEASE", "2s");
-    cluster.scenario("slow.yaml", SLOW_DEVOPS);
-    let orchestrator = cluster.orchestrator("orchestrator", &cluster.path("scenarios"));
-    let _resource = cluster.agent("resource-agent", "resource");
-    let _sre = cluster.agent("sre-agent", "sre");
-    let mut paused = cluster.agent("devops-paused", "devops");
+    let Slow { cluster, orchestrator, devops: mut paused, _others: _agents } =
+        slow_cluster(&[("MUSTER_LEASE", "2s")], "devops-paused");
     let run_id = cluster.trigger("slow", &[]);
     paused.wait_for_log("step started", Duration::from_secs(20));
     paused.signal(nix::sys::signal::Signal::SIGSTOP);
