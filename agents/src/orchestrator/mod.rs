@@ -432,14 +432,31 @@ impl<B: Bus> Orchestrator<B> {
 
 /// Why a valid protocol is refused: this engine does not execute everything the language says.
 pub fn not_executable(protocol: &str, missing: &[String]) -> String {
+    const SHOWN: usize = 6;
+    let mut listed = missing.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; ");
+    if missing.len() > SHOWN {
+        listed.push_str(&format!("; and {} more", missing.len() - SHOWN));
+    }
     format!(
-        "protocol `{protocol}` is valid but cannot run on this engine yet: {}. It runs only `exec` steps ordered by `needs`; gates, retries, alternatives, rollback, human steps and escalations are not executed yet, and running without them would be unsafe",
-        missing.join("; ")
+        "protocol `{protocol}` is valid but cannot run on this engine yet: {listed}. Escalation triggers, human steps (form, approval, decision, manual) and `wait: until` are not executed yet, and running without them would be unsafe"
     )
 }
 
 fn settle(result: muster_bus::Result<()>) {
     if let Err(err) = result {
         warn!(error = %err, "could not settle a delivery; it will be redelivered");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_executable;
+
+    #[test]
+    fn the_refusal_names_a_few_constructs_and_counts_the_rest() {
+        let missing: Vec<String> = (1..=9).map(|i| format!("step `s{i}` uses a `form` action")).collect();
+        let text = not_executable("p", &missing);
+        assert!(text.contains("`s6`") && !text.contains("`s7`") && text.contains("and 3 more"), "{text}");
+        assert!(text.contains("human steps"));
     }
 }
