@@ -283,7 +283,8 @@ pub fn resume(run: &RunSnapshot) -> Vec<Effect> {
     effects
 }
 
-/// What the running work of step `index` is for.
+/// What the work of step `index` is for: its compensation while the run rolls back and the
+/// step had completed, else the alternative in use, else its own action.
 fn current_purpose(run: &RunSnapshot, index: usize) -> Purpose {
     let step = &run.steps[index];
     if run.rollback.is_some() && run.completed.contains(&step.id) {

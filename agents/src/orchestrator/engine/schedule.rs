@@ -9,7 +9,6 @@
 
 use super::{Effect, MAX_PARALLEL_STEPS, dispatch, failure, finish, rollback, vars};
 use jiff::Timestamp;
-use muster_schemas::message::Purpose;
 use muster_schemas::protocol::Protocol;
 use muster_schemas::protocol::expr;
 use muster_schemas::run::{GateState, RunSnapshot, RunState, StepRecord, StepState};
@@ -106,10 +105,7 @@ pub fn advance(run: &mut RunSnapshot, now: Timestamp) -> Vec<Effect> {
 
 /// Dispatches the next attempt of a step (its own action or the alternative in use).
 pub fn start_step(run: &mut RunSnapshot, index: usize, now: Timestamp) -> Vec<Effect> {
-    let purpose = match &run.steps[index].alternative {
-        Some(id) => Purpose::Alternative(id.clone()),
-        None => Purpose::Run,
-    };
+    let purpose = super::current_purpose(run, index);
     let attempt = run.steps[index].attempt + 1;
     let step = &mut run.steps[index];
     step.attempt = attempt;

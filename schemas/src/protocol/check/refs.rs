@@ -93,8 +93,7 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
             );
         }
     }
-    for (m, (name, metric)) in protocol.metrics.iter().enumerate() {
-        let _ = m;
+    for (name, metric) in &protocol.metrics {
         ctx.output_ref(
             segs!["metrics", name.as_str(), "from"],
             &metric.from,

@@ -153,13 +153,12 @@ pub(crate) fn check(protocol: &Protocol, index: &Index<'_>, report: &mut Report)
             }
         }
     }
-    for (name, group) in &protocol.groups {
+    for name in protocol.groups.keys() {
         if !is_identifier(name) {
             rules
                 .report
                 .error(segs!["groups", name.as_str()], format!("group name `{name}` is not a valid identifier"));
         }
-        let _ = group;
     }
 }
 
