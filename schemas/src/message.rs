@@ -79,6 +79,12 @@ pub struct RunTriggered {
     /// started with even if the file changes later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<Box<crate::protocol::Protocol>>,
+    /// A key chosen by the caller so that retrying a trigger whose reply was lost never starts
+    /// a second run: every trigger with the same key (for the same protocol) gets the run the
+    /// first one started. HTTP callers pass it as the `Idempotency-Key` header; cron fires use
+    /// the schedule and fire time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// The orchestrator's answer to [`RunTriggered`].
@@ -89,6 +95,10 @@ pub enum TriggerReply {
     Accepted {
         /// The new run's id.
         run_id: Uuid,
+        /// True when the idempotency key had already started this run and nothing new was
+        /// created.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        existing: bool,
     },
     /// The trigger was refused; nothing was created.
     Refused {

@@ -52,8 +52,9 @@ fn samples() -> Vec<Envelope> {
             protocol_id: "host-report".into(),
             inputs: BTreeMap::from([("workdir".into(), "/tmp/x".into())]),
             protocol: None,
+            idempotency_key: None,
         }),
-        Payload::TriggerReply(TriggerReply::Accepted { run_id: run_id() }),
+        Payload::TriggerReply(TriggerReply::Accepted { run_id: run_id(), existing: false }),
         Payload::RunStarted(RunStarted { run_id: run_id(), protocol_id: "host-report".into() }),
         Payload::RunFinished(RunFinished { run_id: run_id(), state: RunState::Succeeded }),
         Payload::StepAssigned(StepAssigned {

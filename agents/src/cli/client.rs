@@ -42,7 +42,7 @@ pub async fn submit<B: Bus>(bus: &B, subjects: &Subjects, trigger: RunTriggered)
         }
     };
     match wire::decode(&reply).map(|e| e.payload) {
-        Ok(Payload::TriggerReply(TriggerReply::Accepted { run_id })) => Ok(run_id),
+        Ok(Payload::TriggerReply(TriggerReply::Accepted { run_id, .. })) => Ok(run_id),
         Ok(Payload::TriggerReply(TriggerReply::Refused { reason, code })) => Err(SubmitError::Refused(code, reason)),
         Ok(other) => Err(SubmitError::Unavailable(format!("unexpected reply {}", other.kind()))),
         Err(err) => Err(SubmitError::Unavailable(format!("undecodable reply: {err}"))),

@@ -268,7 +268,7 @@ impl<B: Bus> Orchestrator<B> {
         let started = Payload::RunStarted(RunStarted { run_id: id, protocol_id: run.protocol.id.clone() });
         self.announce(id, "started", started).await;
         self.carry_out(id, effects, cancel).await;
-        TriggerReply::Accepted { run_id: id }
+        TriggerReply::Accepted { run_id: id, existing: false }
     }
 
     async fn on_result_delivery<D: Delivery>(&self, delivery: D, cancel: &CancellationToken) {

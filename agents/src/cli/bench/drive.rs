@@ -52,7 +52,7 @@ pub(super) async fn measure_muster(plan: &Plan, fleet: &mut Fleet, bus: &NatsBus
 }
 
 fn trigger(protocol: &str) -> RunTriggered {
-    RunTriggered { protocol_id: protocol.to_owned(), inputs: BTreeMap::new(), protocol: None }
+    RunTriggered { protocol_id: protocol.to_owned(), inputs: BTreeMap::new(), protocol: None, idempotency_key: None }
 }
 
 /// Triggers the warm-up run, retrying until the orchestrator answers.
