@@ -10,10 +10,12 @@
 //! - [`store`]: run snapshots in KV with compare-and-set.
 //! - [`wire`]: envelopes on the bus and deterministic message ids.
 //! - [`embedded`]: the whole system in one process over the memory bus (`muster run`).
+//! - [`clock`]: the orchestrator's time, from tokio's clock so tests can pause it.
 //! - [`cli`]: the `muster` command line.
 
 pub mod agent;
 pub mod cli;
+pub mod clock;
 pub mod embedded;
 pub mod error;
 pub mod exec;

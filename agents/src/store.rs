@@ -40,12 +40,17 @@ impl<B: Kv> RunStore<B> {
 
     /// Every run, oldest first (ids are UUID v7). Undecodable entries are skipped and logged.
     pub async fn list(&self) -> Result<Vec<RunSnapshot>> {
+        Ok(self.list_with_revisions().await?.into_iter().map(|(run, _)| run).collect())
+    }
+
+    /// [`RunStore::list`] with each snapshot's revision.
+    pub async fn list_with_revisions(&self) -> Result<Vec<(RunSnapshot, u64)>> {
         let mut ids: Vec<Uuid> = self.bus.kv_keys(Bucket::Runs).await?.iter().filter_map(|k| k.parse().ok()).collect();
         ids.sort();
         let mut runs = Vec::with_capacity(ids.len());
         for id in ids {
             match self.load(id).await {
-                Ok(Some((run, _))) => runs.push(run),
+                Ok(Some(found)) => runs.push(found),
                 Ok(None) => {}
                 Err(err) => tracing::warn!(run_id = %id, error = %err, "skipping unreadable run snapshot"),
             }

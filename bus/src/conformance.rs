@@ -76,6 +76,22 @@ pub async fn events_are_deduplicated<B: Bus>(bus: B) {
     assert!(stream.next(SHORT).await.unwrap().is_none());
 }
 
+/// The history of a subject filter is every stored event on it, oldest first, up to the limit,
+/// and reading it consumes nothing (the audit trail is read this way, repeatedly).
+pub async fn history_reads_without_consuming<B: Bus>(bus: B) {
+    for i in 1..=5 {
+        bus.publish_event(&format!("muster.audit.r{}", i % 2), &format!("h{i}"), b(&format!("a{i}"))).await.unwrap();
+    }
+    let read = |limit| {
+        let bus = bus.clone();
+        async move { bus.history("muster.audit.r1", limit).await.unwrap().into_iter().map(|(_, p)| p).collect::<Vec<_>>() }
+    };
+    assert_eq!(read(100).await, vec![b("a1"), b("a3"), b("a5")]);
+    assert_eq!(read(100).await, vec![b("a1"), b("a3"), b("a5")], "a second read sees the same trail");
+    assert_eq!(read(2).await, vec![b("a1"), b("a3")]);
+    assert!(bus.history("muster.audit.none", 10).await.unwrap().is_empty());
+}
+
 /// Work goes to its own queue only, and an acked claim is gone.
 pub async fn work_claim_and_ack<B: Bus>(bus: B) {
     bus.enqueue("devops", "w1", b("job")).await.unwrap();
@@ -206,7 +222,7 @@ pub async fn signals_fan_out<B: Bus>(bus: B) {
 macro_rules! conformance_tests {
     ($factory:path) => {
         $crate::conformance_tests!(@each $factory,
-            events_resume_after_last_ack, events_are_filtered, events_are_deduplicated,
+            events_resume_after_last_ack, events_are_filtered, events_are_deduplicated, history_reads_without_consuming,
             work_claim_and_ack, work_is_deduplicated, work_lease_expiry_redelivers,
             work_in_progress_extends_the_lease, work_nak_with_delay,
             work_dead_letters_after_max_deliveries, work_explicit_dead_letter,

@@ -54,6 +54,16 @@ impl Subjects {
         format!("{}.evt.>", self.prefix)
     }
 
+    /// The audit trail of a run: `muster.audit.<run>`.
+    pub fn audit(&self, run: &str) -> String {
+        format!("{}.audit.{run}", self.prefix)
+    }
+
+    /// Every audit subject, for the stream definition.
+    pub fn audit_all(&self) -> String {
+        format!("{}.audit.>", self.prefix)
+    }
+
     /// Trigger requests for a protocol: `muster.trigger.<protocol>`.
     pub fn trigger(&self, protocol: &str) -> String {
         format!("{}.trigger.{protocol}", self.prefix)

@@ -53,6 +53,10 @@ pub trait Events: Send + Sync + 'static {
         filter: &str,
         ack_wait: Duration,
     ) -> impl Future<Output = Result<Self::Stream>> + Send;
+
+    /// Up to `limit` stored events whose subject matches `filter`, oldest first, without
+    /// consuming them: how `muster audit` reads a run's trail.
+    fn history(&self, filter: &str, limit: usize) -> impl Future<Output = Result<Vec<(String, Bytes)>>> + Send;
 }
 
 /// A message moved aside because it could not be processed.
@@ -92,17 +96,21 @@ pub enum Bucket {
     Runs,
     /// Leadership leases, key = the role that needs a single leader (`orchestrator`).
     Leases,
+    /// What triggers have done, so a retried or repeated trigger never starts a second run:
+    /// idempotency keys (→ the run they started) and the last fire of each cron schedule.
+    Triggers,
 }
 
 impl Bucket {
     /// Every bucket, for provisioning.
-    pub const ALL: [Bucket; 2] = [Bucket::Runs, Bucket::Leases];
+    pub const ALL: [Bucket; 3] = [Bucket::Runs, Bucket::Leases, Bucket::Triggers];
 
     /// The bucket's name on the server.
     pub fn name(self) -> &'static str {
         match self {
             Bucket::Runs => "muster_runs",
             Bucket::Leases => "muster_leases",
+            Bucket::Triggers => "muster_triggers",
         }
     }
 }

@@ -42,6 +42,8 @@ pub enum Payload {
     AnswerReply(AnswerReply),
     /// An operator control: cancel, pause, resume, retry or skip.
     RunControl(RunControl),
+    /// One entry of a run's audit trail: what a durable transition changed and why.
+    AuditRecord(AuditRecord),
 }
 
 impl Payload {
@@ -62,6 +64,7 @@ impl Payload {
             Payload::RunAnswer(_) => "run_answer",
             Payload::AnswerReply(_) => "answer_reply",
             Payload::RunControl(_) => "run_control",
+            Payload::AuditRecord(_) => "audit_record",
         }
     }
 }
@@ -538,4 +541,24 @@ pub struct RunControl {
     pub control: Control,
     /// Who asks.
     pub by: String,
+}
+
+/// One durable transition of a run, as the audit trail keeps it. Published after the snapshot
+/// write it describes and before the effects are carried out, with the message id
+/// `audit/<run>/<revision>`, so a repeat after a crash is dropped as a duplicate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// The run.
+    pub run_id: Uuid,
+    /// The KV revision of the snapshot this record describes: the order of the trail.
+    pub revision: u64,
+    /// When the transition was written.
+    pub at: jiff::Timestamp,
+    /// What caused it, in words: `trigger`, `result of step deploy from devops-1`,
+    /// `alice: cancel`, `timer`, `recovery`.
+    pub cause: String,
+    /// What changed, one line each (`step deploy: running → succeeded`).
+    pub changes: Vec<String>,
+    /// The run's state after the transition.
+    pub state: crate::run::RunState,
 }

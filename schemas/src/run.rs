@@ -210,6 +210,34 @@ pub struct RunSnapshot {
     /// Operator actions, in order (`<who>: <what>`), for the audit trail.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interventions: Vec<String>,
+    /// What each finished phase created, in the order phases finished: the record a rollback
+    /// after a crash reads to know what exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<PhaseCheckpoint>,
+    /// The leadership-lease revision of the orchestrator that wrote this snapshot last. A
+    /// writer holding an older lease refuses to write (it was deposed), so a paused ex-leader
+    /// can never overwrite its successor's work: the fencing token travels with the data.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fence: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+/// What one phase left behind when its last step finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseCheckpoint {
+    /// The phase.
+    pub phase: String,
+    /// When its last step finished.
+    pub at: Timestamp,
+    /// Its steps that succeeded, in completion order: what a rollback has to undo.
+    pub completed: Vec<String>,
+    /// Recorded outputs as `<step>.<output>` → value: the phase's `checkpoint.record` list when
+    /// it has one, else every output of its succeeded steps (external ids, plans, hashes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, serde_json::Value>,
 }
 
 /// Where a gate is.
@@ -284,6 +312,7 @@ impl RunSnapshot {
             gates: self.gates.clone(),
             paused: self.paused,
             interventions: self.interventions.clone(),
+            checkpoints: self.checkpoints.clone(),
             steps: self
                 .steps
                 .iter()
@@ -333,6 +362,9 @@ pub struct RunStatus {
     /// Operator actions, in order.
     #[serde(default)]
     pub interventions: Vec<String>,
+    /// What each finished phase left behind (see [`PhaseCheckpoint`]).
+    #[serde(default)]
+    pub checkpoints: Vec<PhaseCheckpoint>,
 }
 
 /// One step in [`RunStatus`].

@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use muster_schemas::message::{
-    AgentHeartbeat, AnswerReply, Control, CriterionSpec, Evidence, ExecSpec, GateAssigned, GateVerdict, Outcome,
-    OutputWanted, Purpose, RefusalCode, RunAnswer, RunControl, RunFinished, RunStarted, RunTriggered, StepAssigned,
-    StepProgress, StepResult, StepStarted, TriggerReply, Verdict,
+    AgentHeartbeat, AnswerReply, AuditRecord, Control, CriterionSpec, Evidence, ExecSpec, GateAssigned, GateVerdict,
+    Outcome, OutputWanted, Purpose, RefusalCode, RunAnswer, RunControl, RunFinished, RunStarted, RunTriggered,
+    StepAssigned, StepProgress, StepResult, StepStarted, TriggerReply, Verdict,
 };
 use muster_schemas::run::RunState;
 use muster_schemas::{Component, Envelope, Payload, Role, SCHEMA_VERSION, Sender, TraceContext, decode, encode};
@@ -148,6 +148,14 @@ fn samples() -> Vec<Envelope> {
             control: Control::Skip { step: "write-file".into(), reason: "done by hand".into() },
             by: "alice".into(),
         }),
+        Payload::AuditRecord(AuditRecord {
+            run_id: run_id(),
+            revision: 7,
+            at: "2026-01-02T03:04:05Z".parse().unwrap(),
+            cause: "result of step write-file from devops-1".into(),
+            changes: vec!["step write-file: running → succeeded".into()],
+            state: RunState::Running,
+        }),
     ];
     for p in &payloads {
         // Exhaustiveness guard: adding a variant breaks this match until a sample exists.
@@ -165,6 +173,7 @@ fn samples() -> Vec<Envelope> {
             | Payload::GateVerdict(_)
             | Payload::RunAnswer(_)
             | Payload::AnswerReply(_)
+            | Payload::AuditRecord(_)
             | Payload::RunControl(_) => {}
         }
     }
@@ -179,7 +188,7 @@ fn golden_dir() -> PathBuf {
 fn every_kind_matches_its_golden_bytes_in_both_directions() {
     let bless = std::env::var_os("MUSTER_BLESS").is_some();
     let samples = samples();
-    assert_eq!(samples.len(), 14);
+    assert_eq!(samples.len(), 15);
     for sample in samples {
         let path = golden_dir().join(format!("{}.msgpack", sample.payload.kind()));
         let bytes = encode(&sample).expect("sample encodes");

@@ -40,7 +40,12 @@ pub async fn run(
         eprintln!("error: {}: {err}", file.display());
         return exit::INVALID;
     }
-    let trigger = RunTriggered { protocol_id: protocol.id.clone(), inputs, protocol: Some(Box::new(protocol)), idempotency_key: None };
+    let trigger = RunTriggered {
+        protocol_id: protocol.id.clone(),
+        inputs,
+        protocol: Some(Box::new(protocol)),
+        idempotency_key: None,
+    };
     let nats = nats.or_else(|| settings.nats_url.clone());
     if let Some(url) = nats {
         let bus = match connect(settings, &url, "muster-cli").await {
@@ -73,8 +78,12 @@ pub async fn trigger(
         Ok(bus) => bus,
         Err(code) => return code,
     };
-    let trigger =
-        RunTriggered { protocol_id: protocol.to_owned(), inputs: inputs.into_iter().collect(), protocol: None, idempotency_key: None };
+    let trigger = RunTriggered {
+        protocol_id: protocol.to_owned(),
+        inputs: inputs.into_iter().collect(),
+        protocol: None,
+        idempotency_key: None,
+    };
     submit_and_follow(&bus, settings, trigger, wait, json).await
 }
 
@@ -333,7 +342,11 @@ pub fn load(file: &Path) -> Result<Protocol, u8> {
     })
 }
 
-async fn connect_cluster(settings: &Settings, cluster: Cluster, name: &str) -> Result<muster_bus::nats::NatsBus, u8> {
+pub(super) async fn connect_cluster(
+    settings: &Settings,
+    cluster: Cluster,
+    name: &str,
+) -> Result<muster_bus::nats::NatsBus, u8> {
     let Some(url) = cluster.nats.or_else(|| settings.nats_url.clone()) else {
         eprintln!("error: no cluster given: pass --nats URL, set nats_url in muster.toml, or MUSTER_NATS_URL");
         return Err(exit::INVALID);
@@ -341,7 +354,7 @@ async fn connect_cluster(settings: &Settings, cluster: Cluster, name: &str) -> R
     connect(settings, &url, name).await
 }
 
-fn print_json<T: serde::Serialize>(value: &T) {
+pub(super) fn print_json<T: serde::Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
         Err(err) => eprintln!("error: cannot render JSON: {err}"),

@@ -4,6 +4,7 @@
 //! `2` invalid input (a bad protocol file, unknown or ill-typed inputs, bad flags),
 //! `3` the cluster could not be reached or answered an error.
 
+mod audit;
 mod bench;
 mod client;
 mod commands;
@@ -83,6 +84,17 @@ pub enum Command {
         /// The run id.
         run_id: String,
         /// Print the stable JSON status (see docs/status-json.md).
+        #[arg(long)]
+        json: bool,
+        /// Where the cluster is.
+        #[command(flatten)]
+        cluster: Cluster,
+    },
+    /// Show a run's audit trail: every durable transition, what caused it and what changed.
+    Audit {
+        /// The run id.
+        run_id: String,
+        /// Print the records as a JSON array.
         #[arg(long)]
         json: bool,
         /// Where the cluster is.
@@ -265,6 +277,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             commands::trigger(&settings, &protocol, inputs, wait, json, cluster).await
         }
         Command::Status { run_id, json, cluster } => commands::status(&settings, &run_id, json, cluster).await,
+        Command::Audit { run_id, json, cluster } => audit::audit(&settings, &run_id, json, cluster).await,
         Command::Runs { json, cluster } => commands::runs(&settings, json, cluster).await,
         Command::Cancel(r) => commands::control(&settings, &r.run_id, Control::Cancel, r.by, r.cluster).await,
         Command::Pause(r) => commands::control(&settings, &r.run_id, Control::Pause, r.by, r.cluster).await,

@@ -1,9 +1,9 @@
 //! The orchestrator: turns triggers into runs and step results into the next dispatch.
 //!
 //! ```text
-//!  muster.trigger.<protocol> ──request──▶ [triggers] ──create snapshot (KV)──▶ enqueue work
+//!  muster.trigger.<protocol>, protocol subjects, cron ──▶ [triggers] ──create snapshot (KV)──▶ enqueue work
 //!  muster.evt.<run>.result ──durable consumer "orchestrator"──▶ [results]
-//!        load snapshot ─▶ engine::apply_result ─▶ CAS snapshot ─▶ enqueue next / publish finished ─▶ ack
+//!        load snapshot ─▶ engine::apply_result ─▶ CAS snapshot ─▶ audit record ─▶ enqueue next / publish finished ─▶ ack
 //! ```
 //!
 //! Every transition is written (compare-and-set on the run's KV entry) before its effects are
@@ -11,22 +11,21 @@
 //! repaired on start by [`Orchestrator::recover`], which re-issues the effects that every
 //! non-terminal snapshot implies; deterministic message ids make the repeats harmless.
 
+mod audit;
+pub mod cron;
 pub mod engine;
 pub mod leader;
 mod requests;
 mod timers;
+mod triggers;
 
 use crate::store::RunStore;
 use crate::{Error, Result, wire};
-use bytes::Bytes;
 use engine::{Applied, Effect};
-use jiff::Timestamp;
 use muster_bus::subjects::Subjects;
-use muster_bus::{Bus, Delivery, EventStream, Request, Subscription};
-use muster_schemas::message::{
-    RefusalCode, RunFinished, RunStarted, RunTriggered, StepResult, StepStarted, TriggerReply,
-};
-use muster_schemas::protocol::{Protocol, resolve_inputs};
+use muster_bus::{Bus, Delivery, EventStream};
+use muster_schemas::message::{RunFinished, StepResult, StepStarted};
+use muster_schemas::protocol::Protocol;
 use muster_schemas::{Component, Payload, Sender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -122,34 +121,14 @@ impl<B: Bus> Orchestrator<B> {
                 self.inner.options.result_ack_wait,
             )
             .await?;
-        let mut triggers = self.inner.bus.serve(&self.inner.options.subjects.trigger_all()).await?;
+        let triggers = self.inner.bus.serve(&self.inner.options.subjects.trigger_all()).await?;
         let answers = self.inner.bus.serve(&self.inner.options.subjects.answer_all()).await?;
         let controls = self.inner.bus.serve(&self.inner.options.subjects.control_all()).await?;
         let recovered = self.recover(&cancel).await?;
         info!(protocols = self.inner.options.protocols.len(), recovered, "orchestrator ready");
-        let trigger_loop = {
-            let this = self.clone();
-            let cancel = cancel.clone();
-            async move {
-                loop {
-                    let request = tokio::select! {
-                        () = cancel.cancelled() => break,
-                        request = triggers.next() => request,
-                    };
-                    let Some(request) = request else { break };
-                    let reply = this.on_trigger(request.payload(), &cancel).await;
-                    let bytes = wire::seal(&this.inner.sender, None, Payload::TriggerReply(reply));
-                    match bytes {
-                        Ok(bytes) => {
-                            if let Err(err) = request.respond(bytes).await {
-                                warn!(error = %err, "could not answer a trigger");
-                            }
-                        }
-                        Err(err) => warn!(error = %err, "could not encode a trigger reply"),
-                    }
-                }
-            }
-        };
+        let trigger_loop = self.serve_triggers(triggers, &cancel);
+        let subject_loop = self.serve_subject_triggers(&cancel);
+        let cron_loop = self.run_schedules(&cancel);
         let result_loop = async {
             while !cancel.is_cancelled() {
                 let next = tokio::select! {
@@ -169,13 +148,14 @@ impl<B: Bus> Orchestrator<B> {
         let timer_loop = async {
             while let Some(due) = self.inner.timers.next_due(&cancel).await {
                 for run_id in due {
-                    let ticked = self.transition(run_id, &cancel, |run| engine::tick(run, Timestamp::now())).await;
+                    let ticked =
+                        self.transition(run_id, "timer", &cancel, |run| engine::tick(run, crate::clock::now())).await;
                     if let Err(err) = ticked {
                         warn!(run_id = %run_id, error = %err, "timer could not be applied; retrying in 1s");
                         self.inner.timers.arm(
-                            Timestamp::now()
+                            crate::clock::now()
                                 .checked_add(jiff::SignedDuration::from_secs(1))
-                                .unwrap_or_else(|_| Timestamp::now()),
+                                .unwrap_or_else(|_| crate::clock::now()),
                             run_id,
                         );
                     }
@@ -184,7 +164,7 @@ impl<B: Bus> Orchestrator<B> {
         };
         let answer_loop = self.serve_requests(answers, &cancel);
         let control_loop = self.serve_requests(controls, &cancel);
-        tokio::join!(trigger_loop, result_loop, timer_loop, answer_loop, control_loop);
+        tokio::join!(trigger_loop, subject_loop, cron_loop, result_loop, timer_loop, answer_loop, control_loop);
         info!("orchestrator stopped");
         Ok(())
     }
@@ -192,83 +172,20 @@ impl<B: Bus> Orchestrator<B> {
     /// Re-issues the effects of every unfinished run. Returns how many runs were resumed.
     pub async fn recover(&self, cancel: &CancellationToken) -> Result<usize> {
         let mut resumed = 0;
-        for run in self.inner.store.list().await? {
+        for (run, revision) in self.inner.store.list_with_revisions().await? {
             if run.state.is_terminal() {
                 continue;
             }
+            // The record of the last write may not have been appended before a crash; the same
+            // message id makes this one a duplicate when it was.
+            let changes = vec![format!("resumed by {} in state {}", self.inner.options.id, run.state.as_str())];
+            self.audit_durably(&run, revision, "recovery", changes, cancel).await;
             let effects = engine::resume(&run);
             info!(run_id = %run.id, protocol = %run.protocol.id, dispatches = effects.len(), "resuming run");
             self.carry_out(run.id, effects, cancel).await;
             resumed += 1;
         }
         Ok(resumed)
-    }
-
-    async fn on_trigger(&self, payload: &Bytes, cancel: &CancellationToken) -> TriggerReply {
-        let refused = |code, reason: String| TriggerReply::Refused { reason, code };
-        let triggered: RunTriggered = match wire::decode(payload) {
-            Ok(envelope) => match envelope.payload {
-                Payload::RunTriggered(t) => t,
-                other => {
-                    return refused(RefusalCode::InvalidInput, format!("expected run_triggered, got {}", other.kind()));
-                }
-            },
-            Err(err) => return refused(RefusalCode::InvalidInput, format!("undecodable trigger: {err}")),
-        };
-        let protocol = match triggered.protocol {
-            Some(inline) if inline.id == triggered.protocol_id => {
-                // An inline protocol comes from whoever can publish on the trigger subject:
-                // check it like a file before it can run.
-                if let Some(problem) = muster_schemas::protocol::check::check(&inline).first() {
-                    return refused(
-                        RefusalCode::InvalidInput,
-                        format!("the submitted protocol is invalid: {}", problem.message),
-                    );
-                }
-                *inline
-            }
-            Some(inline) => {
-                return refused(
-                    RefusalCode::InvalidInput,
-                    format!("trigger names `{}` but carries `{}`", triggered.protocol_id, inline.id),
-                );
-            }
-            None => match self.inner.options.protocols.get(&triggered.protocol_id) {
-                Some(p) => p.clone(),
-                None => {
-                    let known: Vec<&str> = self.inner.options.protocols.keys().map(String::as_str).collect();
-                    return refused(
-                        RefusalCode::UnknownProtocol,
-                        format!(
-                            "unknown protocol `{}`; loaded: {}",
-                            triggered.protocol_id,
-                            if known.is_empty() { "none".into() } else { known.join(", ") }
-                        ),
-                    );
-                }
-            },
-        };
-        let missing = engine::unsupported(&protocol);
-        if !missing.is_empty() {
-            return refused(RefusalCode::InvalidInput, not_executable(&protocol.id, &missing));
-        }
-        let inputs = match resolve_inputs(&protocol, &triggered.inputs) {
-            Ok(inputs) => inputs,
-            Err(err) => return refused(RefusalCode::InvalidInput, err.to_string()),
-        };
-        let now = Timestamp::now();
-        let id = Uuid::now_v7();
-        let mut run = engine::new_run(id, protocol, inputs, now);
-        let effects = engine::start(&mut run, now);
-        if let Err(err) = self.inner.store.create(&run).await {
-            warn!(run_id = %id, error = %err, "could not store a new run");
-            return refused(RefusalCode::Unavailable, format!("could not store the run: {err}"));
-        }
-        info!(run_id = %id, protocol = %run.protocol.id, "run started");
-        let started = Payload::RunStarted(RunStarted { run_id: id, protocol_id: run.protocol.id.clone() });
-        self.announce(id, "started", started).await;
-        self.carry_out(id, effects, cancel).await;
-        TriggerReply::Accepted { run_id: id, existing: false }
     }
 
     async fn on_result_delivery<D: Delivery>(&self, delivery: D, cancel: &CancellationToken) {
@@ -284,8 +201,11 @@ impl<B: Bus> Orchestrator<B> {
             Payload::StepResult(result) => self.apply(&result, cancel).await,
             Payload::StepStarted(started) => self.take_over(&started, cancel).await,
             Payload::GateVerdict(verdict) => {
+                let cause = format!("verdict on gate {} from {}", verdict.gate_id, verdict.agent);
                 let applied = self
-                    .transition(verdict.run_id, cancel, |run| engine::apply_verdict(run, &verdict, Timestamp::now()))
+                    .transition(verdict.run_id, &cause, cancel, |run| {
+                        engine::apply_verdict(run, &verdict, crate::clock::now())
+                    })
                     .await;
                 if let Ok(Some(Applied::Changed(_))) = &applied {
                     info!(run_id = %verdict.run_id, gate_id = %verdict.gate_id, verdict = verdict.verdict.as_str(), agent = %verdict.agent, "gate judged");
@@ -309,7 +229,9 @@ impl<B: Bus> Orchestrator<B> {
 
     /// Records a lease takeover.
     async fn take_over(&self, started: &StepStarted, cancel: &CancellationToken) -> Result<()> {
-        let applied = self.transition(started.run_id, cancel, |run| engine::apply_started(run, started)).await?;
+        let cause = format!("step {} taken over by {}", started.step_id, started.agent);
+        let applied =
+            self.transition(started.run_id, &cause, cancel, |run| engine::apply_started(run, started)).await?;
         if let Some(Applied::Changed(_)) = applied {
             info!(run_id = %started.run_id, step_id = %started.step_id, delivery = started.delivery, agent = %started.agent, "step taken over after a lost lease");
         }
@@ -318,8 +240,10 @@ impl<B: Bus> Orchestrator<B> {
 
     /// Applies a result with compare-and-set, then carries out its effects.
     async fn apply(&self, result: &StepResult, cancel: &CancellationToken) -> Result<()> {
-        let applied =
-            self.transition(result.run_id, cancel, |run| engine::apply_result(run, result, Timestamp::now())).await?;
+        let cause = format!("result of step {} from {}", result.step_id, result.agent);
+        let applied = self
+            .transition(result.run_id, &cause, cancel, |run| engine::apply_result(run, result, crate::clock::now()))
+            .await?;
         match applied {
             Some(Applied::Ignored(why)) => {
                 info!(run_id = %result.run_id, step_id = %result.step_id, attempt = result.attempt, delivery = result.delivery, agent = %result.agent, why = %why, "result ignored");
@@ -333,24 +257,40 @@ impl<B: Bus> Orchestrator<B> {
     }
 
     /// One durable transition: load the run, apply `event`, write it with compare-and-set
-    /// (reloading and re-applying on a concurrent change), then carry out the effects.
-    /// `None` when the run does not exist.
+    /// (reloading and re-applying on a concurrent change), append it to the audit trail, then
+    /// carry out the effects. `cause` says what asked for it, for the trail. `None` when the
+    /// run does not exist.
+    ///
+    /// The write carries this orchestrator's leadership-lease revision as a fencing token: a
+    /// snapshot last written under a newer lease is refused, so a deposed leader that has not
+    /// noticed yet cannot overwrite its successor.
     async fn transition(
         &self,
         run_id: Uuid,
+        cause: &str,
         cancel: &CancellationToken,
         event: impl Fn(&mut muster_schemas::run::RunSnapshot) -> Applied,
     ) -> Result<Option<Applied>> {
         loop {
             let Some((mut run, revision)) = self.inner.store.load(run_id).await? else { return Ok(None) };
+            let before = run.clone();
             let applied = event(&mut run);
             let Applied::Changed(effects) = &applied else { return Ok(Some(applied)) };
-            let lease = leader::Held { revision: self.inner.lease.load(Ordering::SeqCst) };
-            if !leader::still_leads(&self.inner.bus, lease).await? {
+            let lease = self.inner.lease.load(Ordering::SeqCst);
+            if run.fence > lease {
+                return Err(Error::Invalid(format!(
+                    "run {run_id} was written under leadership lease {} and this orchestrator holds {lease}: deposed, not writing",
+                    run.fence
+                )));
+            }
+            if !leader::still_leads(&self.inner.bus, leader::Held { revision: lease }).await? {
                 return Err(Error::Invalid("no longer the leading orchestrator; not writing".to_owned()));
             }
+            run.fence = lease;
             match self.inner.store.save(&run, revision).await {
-                Ok(_) => {
+                Ok(written) => {
+                    let changes = audit::describe(Some(&before), &run);
+                    self.audit_durably(&run, written, cause, changes, cancel).await;
                     self.carry_out(run.id, effects.clone(), cancel).await;
                     return Ok(Some(applied));
                 }

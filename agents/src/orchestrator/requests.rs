@@ -6,7 +6,6 @@ use super::{Orchestrator, engine};
 use crate::wire;
 use bytes::Bytes;
 use engine::Applied;
-use jiff::Timestamp;
 use muster_bus::{Bus, Request, Subscription};
 use muster_schemas::Payload;
 use muster_schemas::message::AnswerReply;
@@ -44,15 +43,15 @@ impl<B: Bus> Orchestrator<B> {
         match wire::decode(payload).map(|e| e.payload) {
             Ok(Payload::RunAnswer(answer)) => {
                 let what = format!("{} answered {} to `{}`", answer.by, answer.option, answer.target);
-                self.decide(answer.run_id, what, cancel, |run| {
-                    engine::apply_answer(run, &answer.target, &answer.option, &answer.by, Timestamp::now())
+                self.decide(answer.run_id, what.clone(), &what, cancel, |run| {
+                    engine::apply_answer(run, &answer.target, &answer.option, &answer.by, crate::clock::now())
                 })
                 .await
             }
             Ok(Payload::RunControl(control)) => {
                 let what = format!("{} asked: {:?}", control.by, control.control);
-                self.decide(control.run_id, what, cancel, |run| {
-                    engine::apply_control(run, &control.control, &control.by, Timestamp::now())
+                self.decide(control.run_id, what.clone(), &what, cancel, |run| {
+                    engine::apply_control(run, &control.control, &control.by, crate::clock::now())
                 })
                 .await
             }
@@ -66,11 +65,12 @@ impl<B: Bus> Orchestrator<B> {
         &self,
         run_id: Uuid,
         what: String,
+        cause: &str,
         cancel: &CancellationToken,
         decision: impl Fn(&mut RunSnapshot) -> Result<Vec<engine::Effect>, String>,
     ) -> AnswerReply {
         let applied = self
-            .transition(run_id, cancel, |run| match decision(run) {
+            .transition(run_id, cause, cancel, |run| match decision(run) {
                 Ok(effects) => Applied::Changed(effects),
                 Err(why) => Applied::Ignored(why),
             })

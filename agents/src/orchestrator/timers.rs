@@ -32,7 +32,7 @@ impl Timers {
     /// `None` when cancelled.
     pub async fn next_due(&self, cancel: &CancellationToken) -> Option<Vec<Uuid>> {
         loop {
-            let now = Timestamp::now();
+            let now = crate::clock::now();
             let (ready, wait) = {
                 let mut due = self.due.lock().unwrap_or_else(PoisonError::into_inner);
                 let mut ready = Vec::new();
@@ -45,9 +45,7 @@ impl Timers {
                         ready.push(run);
                     }
                 }
-                let wait = due.first().map_or(MAX_SLEEP, |(at, _)| {
-                    Duration::try_from(at.duration_since(now)).unwrap_or_default().min(MAX_SLEEP)
-                });
+                let wait = due.first().map_or(MAX_SLEEP, |(at, _)| crate::clock::until(*at).min(MAX_SLEEP));
                 (ready, wait)
             };
             if !ready.is_empty() {

@@ -84,6 +84,18 @@ impl Log {
         Ok(seq)
     }
 
+    /// Up to `limit` stored messages on subjects matching `filter`, oldest first.
+    pub fn matching(&self, filter: &str, limit: usize) -> Vec<(String, Bytes)> {
+        let state = self.state();
+        state
+            .messages
+            .values()
+            .filter(|(subject, _)| subjects::matches(filter, subject))
+            .take(limit)
+            .map(|(subject, payload)| (subject.clone(), payload.clone()))
+            .collect()
+    }
+
     /// Creates the consumer if absent; an existing one keeps its position.
     pub fn bind(&self, name: &str, filter: &str, ack_wait: Duration) {
         self.state().consumers.entry(name.to_owned()).or_insert_with(|| Consumer {

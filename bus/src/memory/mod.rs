@@ -201,6 +201,10 @@ impl Events for MemoryBus {
         self.inner.events.bind(durable, filter, ack_wait);
         Ok(MemoryEventStream { bus: self.clone(), durable: durable.to_owned() })
     }
+
+    async fn history(&self, filter: &str, limit: usize) -> Result<Vec<(String, Bytes)>> {
+        Ok(self.inner.events.matching(filter, limit))
+    }
 }
 
 impl WorkQueue for MemoryBus {

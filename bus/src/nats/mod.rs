@@ -6,6 +6,7 @@
 //! | work | stream `MUSTER_WORK` (work-queue retention), `muster.work.<queue>`, durable pull consumer `work-<queue>` |
 //! | dead letters | stream `MUSTER_DLQ`, `muster.dlq.<queue>`, headers `Muster-Reason`, `Muster-Deliveries` |
 //! | events | stream `MUSTER_EVENTS`, `muster.evt.>`, durable pull consumers bound by name |
+//! | audit trail | stream `MUSTER_AUDIT`, `muster.audit.<run>`, read with [`crate::Events::history`] |
 //! | snapshots | KV buckets ([`crate::Bucket`]) |
 //!
 //! [`NatsBus::provision`] creates all of it idempotently (the orchestrator calls it); agents only
@@ -183,6 +184,43 @@ impl Events for NatsBus {
         };
         let consumer = stream.get_or_create_consumer(durable, config).await.map_err(unavailable)?;
         Ok(NatsEventStream { bus: self.clone(), consumer })
+    }
+
+    async fn history(&self, filter: &str, limit: usize) -> Result<Vec<(String, Bytes)>> {
+        let stream = match self.inner.js.stream_by_subject(filter.to_owned()).await {
+            Ok(name) => self.inner.js.get_stream(&name).await.map_err(unavailable)?,
+            Err(err) => return Err(Error::NotProvisioned(format!("no stream holds {filter}: {err}"))),
+        };
+        // An ephemeral consumer that acknowledges nothing: reading the trail changes nothing.
+        let config = jetstream::consumer::pull::Config {
+            filter_subject: filter.to_owned(),
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(30),
+            ..Default::default()
+        };
+        let mut consumer: PullConsumer = stream.create_consumer(config).await.map_err(unavailable)?;
+        let mut pending = consumer.info().await.map_err(unavailable)?.num_pending as usize;
+        let mut out = Vec::new();
+        while pending > 0 && out.len() < limit {
+            let wanted = pending.min(limit - out.len()).min(1000);
+            let mut batch = consumer
+                .batch()
+                .max_messages(wanted)
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await
+                .map_err(unavailable)?;
+            let before = out.len();
+            while let Some(msg) = batch.next().await {
+                let msg = msg.map_err(unavailable)?;
+                out.push((msg.subject.to_string(), msg.payload.clone()));
+            }
+            if out.len() == before {
+                break;
+            }
+            pending = pending.saturating_sub(out.len() - before);
+        }
+        Ok(out)
     }
 }
 

@@ -62,6 +62,7 @@ impl NatsBus {
             ),
             (self.stream_name("EVENTS"), subjects.event_all(), stream::RetentionPolicy::Limits, -1),
             (self.stream_name("DLQ"), subjects.dead_letter_all(), stream::RetentionPolicy::Limits, -1),
+            (self.stream_name("AUDIT"), subjects.audit_all(), stream::RetentionPolicy::Limits, -1),
         ];
         for (name, subject, retention, max_messages) in streams {
             let config = stream::Config {

@@ -8,11 +8,13 @@
 //! - [`failure`]: retries with backoff and jitter, alternatives in order, then `on_failure`;
 //! - [`rollback`]: compensations in reverse completion order (a saga);
 //! - [`dispatch`]: rendering the work for one attempt of one action;
-//! - [`vars`]: what CEL conditions and templates can read.
+//! - [`vars`]: what CEL conditions and templates can read;
+//! - [`checkpoints`]: what each finished phase left behind.
 //!
 //! Time comes in as an argument and timers go out as [`Effect::WakeAt`], so every rule here is
 //! tested without a clock.
 
+mod checkpoints;
 mod controls;
 mod dispatch;
 mod failure;
@@ -112,6 +114,8 @@ pub fn new_run(id: Uuid, protocol: Protocol, inputs: BTreeMap<String, String>, n
         paused: false,
         cancelled: false,
         interventions: Vec::new(),
+        checkpoints: Vec::new(),
+        fence: 0,
     }
 }
 

@@ -16,8 +16,15 @@ use muster_schemas::run::{GateState, RunSnapshot, RunState, StepRecord, StepStat
 /// Prefix of the note of a step skipped because a dependency failed.
 pub const BLOCKED: &str = "blocked: ";
 
-/// Starts what can start, finishes the run when nothing is left.
+/// Starts what can start, finishes the run when nothing is left, and checkpoints every phase
+/// that has just finished.
 pub fn advance(run: &mut RunSnapshot, now: Timestamp) -> Vec<Effect> {
+    let effects = step_forward(run, now);
+    super::checkpoints::record(run, now);
+    effects
+}
+
+fn step_forward(run: &mut RunSnapshot, now: Timestamp) -> Vec<Effect> {
     if run.state.is_terminal() {
         return Vec::new();
     }

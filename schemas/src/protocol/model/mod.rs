@@ -22,7 +22,7 @@ pub use action::{
     ManualAction, TcpAction, TlsAction, WaitAction,
 };
 pub use field::{FieldSpec, FieldType, Literal};
-pub use ops::{FailureScenario, MetricSpec, Slo, Trigger};
+pub use ops::{CronTrigger, FailureScenario, MetricSpec, MissedFires, Slo, SubjectTrigger, Trigger, WebhookTrigger};
 pub use oversight::{Escalation, EscalationCondition, Gate, GroupSpec, Ladder, Responders, Severity};
 pub use policy::{Alternative, Checkpoint, OnFailure, OutputSource, OutputSpec, RetryPolicy, Rollback};
 
