@@ -76,7 +76,7 @@ fn fifty_runs_survive_an_orchestrator_killed_at_random() {
         generation += 1;
     }
 
-    let (mut succeeded, mut rolled_back, mut executions, mut effects) = (0, 0, 0, 0);
+    let (mut succeeded, mut rolled_back, mut executions, mut effects, mut audit_records) = (0, 0, 0, 0, 0);
     for (id, (dir, fail)) in &expected {
         let status = cluster.wait_terminal(id, Duration::from_secs(90));
         let want = if *fail { "rolled_back" } else { "succeeded" };
@@ -97,12 +97,26 @@ fn fifty_runs_survive_an_orchestrator_killed_at_random() {
         }
         executions += lines(&dir.join("executions")).len();
         effects += applied.len();
+        audit_records += assert_complete_trail(&cluster, id, want);
     }
     eprintln!(
-        "chaos: {kills} orchestrator kills; {succeeded} runs succeeded, {rolled_back} rolled back; {effects} effects from {executions} executions ({} re-executions)",
+        "chaos: {kills} orchestrator kills; {succeeded} runs succeeded, {rolled_back} rolled back; {effects} effects from {executions} executions ({} re-executions); {audit_records} audit records",
         executions - effects
     );
     assert!(kills >= 5, "the orchestrator was killed often enough ({kills})");
+}
+
+/// The run's audit trail survived the kills: it starts with the creation, its revisions only
+/// grow, and its last record is the terminal state. Returns how many records it has.
+fn assert_complete_trail(cluster: &Cluster, id: &str, terminal: &str) -> usize {
+    let trail = cluster.audit(id);
+    assert!(trail.len() >= 3, "run {id}: a trail of at least creation, a step, the end: {trail:#?}");
+    assert!(trail[0]["cause"].as_str().unwrap().starts_with("trigger"), "run {id}: {:#}", trail[0]);
+    let revisions: Vec<u64> = trail.iter().map(|r| r["revision"].as_u64().unwrap()).collect();
+    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "run {id}: revisions out of order: {revisions:?}");
+    let last = trail.last().unwrap();
+    assert_eq!(last["state"], terminal, "run {id}: the trail ends with the terminal state: {last:#}");
+    trail.len()
 }
 
 /// nats-server itself is killed with SIGKILL mid-run and restarted on the same store: the

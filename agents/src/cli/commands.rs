@@ -66,23 +66,10 @@ pub async fn run(
 }
 
 /// `muster trigger PROTOCOL`.
-pub async fn trigger(
-    settings: &Settings,
-    protocol: &str,
-    inputs: Vec<(String, String)>,
-    wait: bool,
-    json: bool,
-    cluster: Cluster,
-) -> u8 {
+pub async fn trigger(settings: &Settings, trigger: RunTriggered, wait: bool, json: bool, cluster: Cluster) -> u8 {
     let bus = match connect_cluster(settings, cluster, "muster-cli").await {
         Ok(bus) => bus,
         Err(code) => return code,
-    };
-    let trigger = RunTriggered {
-        protocol_id: protocol.to_owned(),
-        inputs: inputs.into_iter().collect(),
-        protocol: None,
-        idempotency_key: None,
     };
     submit_and_follow(&bus, settings, trigger, wait, json).await
 }

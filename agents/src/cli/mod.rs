@@ -14,7 +14,7 @@ pub mod settings;
 
 use clap::{Parser, Subcommand};
 use muster_schemas::Role;
-use muster_schemas::message::Control;
+use muster_schemas::message::{Control, RunTriggered};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -75,6 +75,10 @@ pub enum Command {
         /// Print JSON (the run id, or with --wait the final status).
         #[arg(long)]
         json: bool,
+        /// Retry-safe key: every trigger of this protocol with the same key gets the run the
+        /// first one started (the same key with other inputs is refused).
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
         /// Where the cluster is.
         #[command(flatten)]
         cluster: Cluster,
@@ -273,8 +277,14 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     let code = match cli.command {
         Command::Run { file, inputs, nats, json } => commands::run(&settings, &file, inputs, nats, json).await,
-        Command::Trigger { protocol, inputs, wait, json, cluster } => {
-            commands::trigger(&settings, &protocol, inputs, wait, json, cluster).await
+        Command::Trigger { protocol, inputs, wait, json, idempotency_key, cluster } => {
+            let request = RunTriggered {
+                protocol_id: protocol,
+                inputs: inputs.into_iter().collect(),
+                protocol: None,
+                idempotency_key,
+            };
+            commands::trigger(&settings, request, wait, json, cluster).await
         }
         Command::Status { run_id, json, cluster } => commands::status(&settings, &run_id, json, cluster).await,
         Command::Audit { run_id, json, cluster } => audit::audit(&settings, &run_id, json, cluster).await,

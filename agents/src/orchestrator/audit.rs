@@ -15,7 +15,7 @@ use tracing::warn;
 pub fn describe(before: Option<&RunSnapshot>, after: &RunSnapshot) -> Vec<String> {
     let Some(before) = before else {
         let version = after.protocol.version.as_deref().map(|v| format!(" v{v}")).unwrap_or_default();
-        return vec![format!("run created ({}) for protocol {}{version}", after.state.as_str(), after.protocol.id)];
+        return vec![format!("run created for protocol {}{version}", after.protocol.id)];
     };
     let mut out = Vec::new();
     if before.state != after.state {
@@ -141,7 +141,7 @@ mod tests {
         )
         .unwrap();
         let mut run = engine::new_run(Uuid::nil(), protocol, BTreeMap::new(), Timestamp::UNIX_EPOCH);
-        assert_eq!(describe(None, &run), vec!["run created (pending) for protocol p v1".to_owned()]);
+        assert_eq!(describe(None, &run), vec!["run created for protocol p v1".to_owned()]);
         let before = run.clone();
         run.state = RunState::Running;
         run.steps[0].state = StepState::Running;

@@ -176,6 +176,14 @@ impl Cluster {
         serde_json::from_slice(&out.stdout).expect("status JSON")
     }
 
+    /// `muster audit <id> --json`, parsed: the run's audit records, oldest first.
+    pub fn audit(&self, run_id: &str) -> Vec<serde_json::Value> {
+        let url = self.nats.url();
+        let out = self.muster(&["audit", run_id, "--json", "--nats", &url]);
+        assert!(out.status.success(), "audit failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("audit JSON")
+    }
+
     /// Polls the run's status until it is terminal.
     pub fn wait_terminal(&self, run_id: &str, limit: Duration) -> serde_json::Value {
         let started = Instant::now();
