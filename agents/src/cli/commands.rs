@@ -396,4 +396,11 @@ fn print_run(run: &RunSnapshot) {
             println!("  answer with: muster answer {} {} continue|rollback|block", run.id, gate.id);
         }
     }
+    for checkpoint in &run.checkpoints {
+        println!();
+        println!("checkpoint {} at {}: completed {}", checkpoint.phase, checkpoint.at, checkpoint.completed.join(", "));
+        for (name, value) in &checkpoint.outputs {
+            println!("  {name} = {value}");
+        }
+    }
 }
