@@ -40,7 +40,12 @@ pub async fn run(
         eprintln!("error: {}: {err}", file.display());
         return exit::INVALID;
     }
-    let trigger = RunTriggered { protocol_id: protocol.id.clone(), inputs, protocol: Some(Box::new(protocol)), idempotency_key: None };
+    let trigger = RunTriggered {
+        protocol_id: protocol.id.clone(),
+        inputs,
+        protocol: Some(Box::new(protocol)),
+        idempotency_key: None,
+    };
     let nats = nats.or_else(|| settings.nats_url.clone());
     if let Some(url) = nats {
         let bus = match connect(settings, &url, "muster-cli").await {
@@ -73,8 +78,12 @@ pub async fn trigger(
         Ok(bus) => bus,
         Err(code) => return code,
     };
-    let trigger =
-        RunTriggered { protocol_id: protocol.to_owned(), inputs: inputs.into_iter().collect(), protocol: None, idempotency_key: None };
+    let trigger = RunTriggered {
+        protocol_id: protocol.to_owned(),
+        inputs: inputs.into_iter().collect(),
+        protocol: None,
+        idempotency_key: None,
+    };
     submit_and_follow(&bus, settings, trigger, wait, json).await
 }
 
