@@ -9,6 +9,7 @@
 //! - [`outputs`]: reading a step's declared outputs from its standard output or outputs file.
 //! - [`store`]: run snapshots in KV with compare-and-set.
 //! - [`wire`]: envelopes on the bus and deterministic message ids.
+//! - [`gateway`]: the HTTP gateway that starts runs from signed webhook requests.
 //! - [`embedded`]: the whole system in one process over the memory bus (`muster run`).
 //! - [`cli`]: the `muster` command line.
 
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod embedded;
 pub mod error;
 pub mod exec;
+pub mod gateway;
 pub mod graph;
 pub mod import;
 pub mod judge;
