@@ -9,6 +9,7 @@
 //! - [`outputs`]: reading a step's declared outputs from its standard output or outputs file.
 //! - [`store`]: run snapshots in KV with compare-and-set.
 //! - [`wire`]: envelopes on the bus and deterministic message ids.
+//! - [`gateway`]: the HTTP gateway that starts runs from signed webhook requests.
 //! - [`embedded`]: the whole system in one process over the memory bus (`muster run`).
 //! - [`clock`]: the orchestrator's time, from tokio's clock so tests can pause it.
 //! - [`cli`]: the `muster` command line.
@@ -19,6 +20,7 @@ pub mod clock;
 pub mod embedded;
 pub mod error;
 pub mod exec;
+pub mod gateway;
 pub mod graph;
 pub mod import;
 pub mod judge;

@@ -15,12 +15,13 @@ pub mod settings;
 use clap::{Parser, Subcommand};
 use muster_schemas::Role;
 use muster_schemas::message::{Control, RunTriggered};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Runs operational protocols as durable runs carried out by role agents.
 #[derive(Debug, Parser)]
-#[command(name = "muster", version, about = "Runs operational protocols as durable runs carried out by role agents (resource, devops, security, sre).", long_about = None, after_help = "Start here:\n  muster run scenarios/host-report.yaml     run a protocol end to end, in this process\n  muster validate scenarios/                 check protocol files\n\nAgainst a NATS cluster:\n  muster orchestrator --nats nats://127.0.0.1:4222 --scenarios scenarios/\n  muster agent devops --nats nats://127.0.0.1:4222\n  muster trigger host-report --wait --nats nats://127.0.0.1:4222")]
+#[command(name = "muster", version, about = "Runs operational protocols as durable runs carried out by role agents (resource, devops, security, sre).", long_about = None, after_help = "Start here:\n  muster run scenarios/host-report.yaml     run a protocol end to end, in this process\n  muster validate scenarios/                 check protocol files\n\nAgainst a NATS cluster:\n  muster orchestrator --nats nats://127.0.0.1:4222 --scenarios scenarios/\n  muster agent devops --nats nats://127.0.0.1:4222\n  muster gateway --nats nats://127.0.0.1:4222 --scenarios scenarios/\n  muster trigger host-report --wait --nats nats://127.0.0.1:4222")]
 pub struct Cli {
     /// Settings file (default: ./muster.toml if present). `MUSTER_*` variables override it.
     #[arg(long, global = true, value_name = "FILE")]
@@ -200,9 +201,56 @@ pub enum Command {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Run the HTTP gateway: signed webhook requests start runs of protocols that declare a
+    /// `webhook` trigger.
+    #[command(after_help = GATEWAY_HELP)]
+    Gateway {
+        /// Where the cluster is.
+        #[command(flatten)]
+        cluster: Cluster,
+        /// Address and port to listen on (port 0 picks a free one; the log says which).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8480")]
+        listen: SocketAddr,
+        /// Directory of protocol files, the same the orchestrator loads; the gateway reads only
+        /// their webhook triggers.
+        #[arg(long, value_name = "DIR")]
+        scenarios: Option<PathBuf>,
+    },
     /// Measure step throughput and latency through NATS against the raw JetStream floor.
     Bench(bench::BenchArgs),
 }
+
+/// `muster gateway --help`: what a caller must send.
+const GATEWAY_HELP: &str = r#"Endpoints:
+  POST /v1/protocols/{id}/runs   body {"inputs": {"name": value}} (optional; values: string, number, bool)
+       201 {"run_id": "...", "existing": false}   a run started
+       200 {"run_id": "...", "existing": true}    this Idempotency-Key already started that run
+       400 bad key or body · 401 bad signature · 404 unknown protocol or no webhook trigger
+       413 body over 64 KiB · 422 inputs refused · 503/504 orchestrator unavailable or slow
+       Errors are {"error": "..."}.
+  GET  /healthz
+
+Headers:
+  X-Muster-Timestamp: <unix seconds>       at most 300 s from the gateway's clock
+  X-Muster-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>
+  Idempotency-Key:    <1-200 printable ASCII characters>; retries with the same key never
+                      start a second run
+
+The secret is the value of the environment variable the protocol's trigger names, as the
+gateway saw it when it started:
+  triggers:
+    - webhook: {secret_env: DEPLOY_HOOK_SECRET}
+
+Signing with openssl and sending with curl:
+  body='{"inputs":{"environment":"staging"}}'
+  ts=$(date +%s)
+  sig=$(printf '%s.%s' "$ts" "$body" | openssl dgst -sha256 -hmac "$DEPLOY_HOOK_SECRET" | sed 's/^.* //')
+  curl -sS -X POST http://127.0.0.1:8480/v1/protocols/deploy/runs \
+    -H "X-Muster-Timestamp: $ts" -H "X-Muster-Signature: v1=$sig" \
+    -H "Idempotency-Key: deploy-$(uuidgen)" -H 'Content-Type: application/json' \
+    --data-binary "$body"
+
+Sign the exact bytes you send (curl -d would strip newlines; use --data-binary)."#;
 
 /// A run to act on, who acts, and where the cluster is.
 #[derive(Debug, Clone, clap::Args)]
@@ -305,6 +353,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Orchestrator { cluster, scenarios } => services::orchestrator(&settings, cluster, scenarios).await,
         Command::Agent { role, cluster, concurrency, id } => {
             services::agent(&settings, role, cluster, concurrency, id).await
+        }
+        Command::Gateway { cluster, listen, scenarios } => {
+            services::gateway(&settings, cluster, listen, scenarios).await
         }
         Command::Bench(args) => bench::run(&settings, args).await,
         Command::Graph { file, format, output } => convert::graph(&file, format, output.as_deref()),

@@ -1,19 +1,22 @@
-//! The long-running services: `muster orchestrator` and `muster agent <role>`.
+//! The long-running services: `muster orchestrator`, `muster agent <role>` and `muster gateway`.
 
 use super::Cluster;
 use super::commands::{load, protocol_files};
 use super::exit;
 use super::settings::Settings;
 use crate::agent::{Agent, AgentOptions};
+use crate::gateway::{self, GatewayOptions, Webhooks};
 use crate::orchestrator::{Orchestrator, OrchestratorOptions};
 use muster_bus::nats::{NatsBus, NatsOptions};
 use muster_bus::subjects::Subjects;
+use muster_schemas::protocol::Protocol;
 use muster_schemas::{CONTENT_TYPE, Role};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Connects to NATS with the settings' layout; `Err` carries the exit code.
 pub async fn connect(settings: &Settings, url: &str, name: &str) -> Result<NatsBus, u8> {
@@ -55,27 +58,32 @@ fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
+/// Loads every protocol file in `dir` (or `dir` itself when it is a file), keyed by id, printing
+/// diagnostics; `Err` carries the exit code. The orchestrator and the gateway load the same way,
+/// so a protocol the gateway accepts webhooks for is one the orchestrator can run.
+fn load_protocols(dir: &Path) -> Result<BTreeMap<String, Protocol>, u8> {
+    let files = protocol_files(dir).map_err(|err| {
+        eprintln!("error: cannot read scenarios from {}: {err}", dir.display());
+        exit::INVALID
+    })?;
+    let mut protocols = BTreeMap::new();
+    for file in files {
+        let protocol = load(&file)?;
+        if let Some(previous) = protocols.insert(protocol.id.clone(), protocol) {
+            eprintln!("error: {}: protocol id `{}` is defined twice", file.display(), previous.id);
+            return Err(exit::INVALID);
+        }
+    }
+    Ok(protocols)
+}
+
 /// `muster orchestrator`.
 pub async fn orchestrator(settings: &Settings, cluster: Cluster, scenarios: Option<PathBuf>) -> u8 {
     let dir = scenarios.unwrap_or_else(|| settings.scenarios.clone());
-    let files = match protocol_files(&dir) {
-        Ok(files) => files,
-        Err(err) => {
-            eprintln!("error: cannot read scenarios from {}: {err}", dir.display());
-            return exit::INVALID;
-        }
+    let protocols = match load_protocols(&dir) {
+        Ok(protocols) => protocols,
+        Err(code) => return code,
     };
-    let mut protocols = BTreeMap::new();
-    for file in files {
-        let protocol = match load(&file) {
-            Ok(p) => p,
-            Err(code) => return code,
-        };
-        if let Some(previous) = protocols.insert(protocol.id.clone(), protocol) {
-            eprintln!("error: {}: protocol id `{}` is defined twice", file.display(), previous.id);
-            return exit::INVALID;
-        }
-    }
     let url = match require_url(settings, cluster) {
         Ok(url) => url,
         Err(code) => return code,
@@ -136,6 +144,57 @@ pub async fn agent(
         Ok(()) => exit::OK,
         Err(err) => {
             error!(error = %err, "agent failed");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+/// `muster gateway`.
+pub async fn gateway(settings: &Settings, cluster: Cluster, listen: SocketAddr, scenarios: Option<PathBuf>) -> u8 {
+    let dir = scenarios.unwrap_or_else(|| settings.scenarios.clone());
+    let protocols = match load_protocols(&dir) {
+        Ok(protocols) => protocols,
+        Err(code) => return code,
+    };
+    // Secrets are read here, once, so the gateway library never touches the environment.
+    let webhooks = Webhooks::from_protocols(protocols.values(), |name| std::env::var(name).ok());
+    let mut accepting = 0;
+    for (protocol, missing) in webhooks.summary() {
+        accepting += 1;
+        if !missing.is_empty() {
+            warn!(protocol, variables = ?missing, "webhook secret not set; its requests get 503 until restarted with it");
+        }
+    }
+    if accepting == 0 {
+        warn!(scenarios = %dir.display(), "no protocol declares a webhook trigger; every request gets 404");
+    }
+    let url = match require_url(settings, cluster) {
+        Ok(url) => url,
+        Err(code) => return code,
+    };
+    let id = format!("gateway-{}-{}", hostname(), std::process::id());
+    let bus = match connect(settings, &url, &id).await {
+        Ok(bus) => bus,
+        Err(code) => return code,
+    };
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("error: cannot listen on {listen}: {err}");
+            return exit::UNAVAILABLE;
+        }
+    };
+    let bound = listener.local_addr().map_or_else(|_| listen.to_string(), |addr| addr.to_string());
+    let options = GatewayOptions::new(Subjects::new(settings.prefix.clone()), id, webhooks);
+    let app = gateway::app(bus, options);
+    info!(listen = %bound, webhook_protocols = accepting, "gateway ready");
+    match gateway::serve(listener, app, shutdown_on_signals(), settings.shutdown_grace.0).await {
+        Ok(()) => {
+            info!("gateway stopped");
+            exit::OK
+        }
+        Err(err) => {
+            error!(error = %err, "gateway failed");
             exit::UNAVAILABLE
         }
     }
