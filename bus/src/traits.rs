@@ -99,11 +99,20 @@ pub enum Bucket {
     /// What triggers have done, so a retried or repeated trigger never starts a second run:
     /// idempotency keys (→ the run they started) and the last fire of each cron schedule.
     Triggers,
+    /// Prompts people answer, by short number: `n.<number>` → the run and what is asked, and
+    /// `counter` → the last number handed out (so `ESC-12` can be typed without a run id).
+    Prompts,
+    /// Answer nonces, created once each: a second create means a replayed answer. Entries expire
+    /// after [`NONCE_TTL`], longer than any answer is valid.
+    Nonces,
 }
+
+/// How long a used answer nonce is remembered; answers expire well before this.
+pub const NONCE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl Bucket {
     /// Every bucket, for provisioning.
-    pub const ALL: [Bucket; 3] = [Bucket::Runs, Bucket::Leases, Bucket::Triggers];
+    pub const ALL: [Bucket; 5] = [Bucket::Runs, Bucket::Leases, Bucket::Triggers, Bucket::Prompts, Bucket::Nonces];
 
     /// The bucket's name on the server.
     pub fn name(self) -> &'static str {
@@ -111,6 +120,8 @@ impl Bucket {
             Bucket::Runs => "muster_runs",
             Bucket::Leases => "muster_leases",
             Bucket::Triggers => "muster_triggers",
+            Bucket::Prompts => "muster_prompts",
+            Bucket::Nonces => "muster_nonces",
         }
     }
 }

@@ -10,6 +10,7 @@
 //! Nothing here does I/O: the crate is shared by the orchestrator, the agents, the CLI and any
 //! other language that reads the golden vectors in `schemas/golden/`.
 
+pub mod answer;
 pub mod codec;
 pub mod envelope;
 pub mod message;

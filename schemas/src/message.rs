@@ -44,6 +44,10 @@ pub enum Payload {
     RunControl(RunControl),
     /// One entry of a run's audit trail: what a durable transition changed and why.
     AuditRecord(AuditRecord),
+    /// A person's answer, signed by the principal that carries it (see [`crate::answer`]).
+    SignedAnswer(crate::answer::SignedAnswer),
+    /// Something people must see or answer: an escalation at a ladder stage, or a human step.
+    PromptNotice(PromptNotice),
 }
 
 impl Payload {
@@ -65,6 +69,8 @@ impl Payload {
             Payload::AnswerReply(_) => "answer_reply",
             Payload::RunControl(_) => "run_control",
             Payload::AuditRecord(_) => "audit_record",
+            Payload::SignedAnswer(_) => "signed_answer",
+            Payload::PromptNotice(_) => "prompt_notice",
         }
     }
 }
@@ -561,4 +567,81 @@ pub struct AuditRecord {
     pub changes: Vec<String>,
     /// The run's state after the transition.
     pub state: crate::run::RunState,
+}
+
+/// What kind of question a prompt asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptKind {
+    /// An escalation (`ESC-n`): pick an option before the fallback fires.
+    Escalation,
+    /// A form step (`F-n`): fill typed fields, possibly over several answers.
+    Form,
+    /// An approval step (`A-n`): approve or reject, quorum N of M.
+    Approval,
+    /// A decision step (`D-n`): pick an option.
+    Decision,
+    /// A manual step (`M-n`): do the work, confirm the checklist.
+    Manual,
+}
+
+impl PromptKind {
+    /// The prefix of the short id people type (`ESC`, `F`, `A`, `D`, `M`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            PromptKind::Escalation => "ESC",
+            PromptKind::Form => "F",
+            PromptKind::Approval => "A",
+            PromptKind::Decision => "D",
+            PromptKind::Manual => "M",
+        }
+    }
+}
+
+/// One option as people see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeOption {
+    /// What to type.
+    pub id: String,
+    /// What it does, in words.
+    pub description: String,
+    /// What it does to the run (`continue`, `retry`, `skip`, `rollback`, `abort`).
+    pub effect: String,
+}
+
+/// A message for people about a prompt, published on `muster.evt.<run>.notice` (durable: the
+/// bridge consumes it with its own consumer, so a bridge restart loses nothing). The ladder
+/// publishes one per stage; `text` is the whole context package, rendered once, so every
+/// channel shows the same thing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptNotice {
+    /// The run.
+    pub run_id: Uuid,
+    /// The short id people type (`ESC-12`).
+    pub prompt: String,
+    /// What kind of question it is.
+    pub kind: PromptKind,
+    /// Why this notice now: `raised`, `renotified`, `decision_due`, `answered`, `rejected`,
+    /// `expired`, `follow_up`, `progress` (a partial form answer), `closed`.
+    pub stage: String,
+    /// For escalations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<crate::protocol::model::Severity>,
+    /// One line.
+    pub title: String,
+    /// The context package: what happened, output tails, gate evidence, the options and what
+    /// each does, the default and fallback and when it fires.
+    pub text: String,
+    /// The options that can be chosen (escalations, decisions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<NoticeOption>,
+    /// Groups and users to address at this stage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub responders: Vec<String>,
+    /// Where to post, when the protocol names a channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The next deadline and what happens at it, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<jiff::Timestamp>,
 }

@@ -3,10 +3,11 @@
 //! same value. Run with `MUSTER_BLESS=1` to rewrite the files after a deliberate change.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use muster_schemas::answer::SignedAnswer;
 use muster_schemas::message::{
     AgentHeartbeat, AnswerReply, AuditRecord, Control, CriterionSpec, Evidence, ExecSpec, GateAssigned, GateVerdict,
-    Outcome, OutputWanted, Purpose, RefusalCode, RunAnswer, RunControl, RunFinished, RunStarted, RunTriggered,
-    StepAssigned, StepProgress, StepResult, StepStarted, TriggerReply, Verdict,
+    NoticeOption, Outcome, OutputWanted, PromptKind, PromptNotice, Purpose, RefusalCode, RunAnswer, RunControl,
+    RunFinished, RunStarted, RunTriggered, StepAssigned, StepProgress, StepResult, StepStarted, TriggerReply, Verdict,
 };
 use muster_schemas::run::RunState;
 use muster_schemas::{Component, Envelope, Payload, Role, SCHEMA_VERSION, Sender, TraceContext, decode, encode};
@@ -156,6 +157,28 @@ fn samples() -> Vec<Envelope> {
             changes: vec!["step write-file: running → succeeded".into()],
             state: RunState::Running,
         }),
+        Payload::SignedAnswer(SignedAnswer {
+            body: vec![0x81, 0xa1, 0x61, 0x01],
+            principal: "bridge".into(),
+            signature: vec![7; 64],
+        }),
+        Payload::PromptNotice(PromptNotice {
+            run_id: run_id(),
+            prompt: "ESC-12".into(),
+            kind: PromptKind::Escalation,
+            stage: "raised".into(),
+            severity: Some(muster_schemas::protocol::model::Severity::Critical),
+            title: "Provisioning is taking too long".into(),
+            text: "provision has run 91m (threshold 90m)".into(),
+            options: vec![NoticeOption {
+                id: "rollback".into(),
+                description: "Destroy and start over".into(),
+                effect: "rollback".into(),
+            }],
+            responders: vec!["infra-oncall".into()],
+            channel: Some("#infrastructure-critical".into()),
+            deadline: Some("2026-01-02T04:04:05Z".parse().unwrap()),
+        }),
     ];
     for p in &payloads {
         // Exhaustiveness guard: adding a variant breaks this match until a sample exists.
@@ -174,6 +197,8 @@ fn samples() -> Vec<Envelope> {
             | Payload::RunAnswer(_)
             | Payload::AnswerReply(_)
             | Payload::AuditRecord(_)
+            | Payload::SignedAnswer(_)
+            | Payload::PromptNotice(_)
             | Payload::RunControl(_) => {}
         }
     }
@@ -188,7 +213,7 @@ fn golden_dir() -> PathBuf {
 fn every_kind_matches_its_golden_bytes_in_both_directions() {
     let bless = std::env::var_os("MUSTER_BLESS").is_some();
     let samples = samples();
-    assert_eq!(samples.len(), 15);
+    assert_eq!(samples.len(), 17);
     for sample in samples {
         let path = golden_dir().join(format!("{}.msgpack", sample.payload.kind()));
         let bytes = encode(&sample).expect("sample encodes");

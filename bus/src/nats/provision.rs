@@ -103,9 +103,11 @@ impl NatsBus {
             if inner.js.get_key_value(&name).await.is_ok() {
                 continue;
             }
+            let max_age = if bucket == Bucket::Nonces { crate::traits::NONCE_TTL } else { Duration::ZERO };
             let config = kv::Config {
                 bucket: name.clone(),
                 history: 1,
+                max_age,
                 storage: stream::StorageType::File,
                 ..Default::default()
             };
