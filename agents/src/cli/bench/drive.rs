@@ -1,10 +1,11 @@
 //! The muster phase: start the orchestrator and the agents as child processes, run the
-//! warm-up protocol once, drive the measured runs `--concurrency` at a time, and summarise
-//! their finished snapshots.
+//! warm-up protocol once, then for each shape drive the measured runs `--concurrency` at a time
+//! and summarise their finished snapshots.
 
+use super::figures::{self, Cpu, Muster};
 use super::fleet::{Fleet, Proc};
-use super::report::{Cpu, Muster, Summary};
-use super::{PROTOCOL_ID, Plan, WARMUP_ID, progress};
+use super::protocols::{Shape, WARMUP_ID};
+use super::{Plan, progress};
 use crate::cli::client::{self, SubmitError};
 use crate::store::RunStore;
 use crate::wire;
@@ -23,9 +24,15 @@ use uuid::Uuid;
 /// How long the services may take to become ready.
 const READY_LIMIT: Duration = Duration::from_secs(60);
 
-/// Starts the services on the server at `url`, warms them up and measures the runs; the
-/// children go into `fleet` so that the caller stops them whatever happens here.
-pub(super) async fn measure_muster(plan: &Plan, fleet: &mut Fleet, bus: &NatsBus, url: &str) -> Result<Muster, String> {
+/// Starts the services on the server at `url`, warms them up and measures each shape's runs in
+/// turn (each with its own CPU samples); the children go into `fleet` so that the caller stops
+/// them whatever happens here.
+pub(super) async fn measure_muster(
+    plan: &Plan,
+    fleet: &mut Fleet,
+    bus: &NatsBus,
+    url: &str,
+) -> Result<Vec<Muster>, String> {
     let finished_subject = plan.subjects.event("*", "finished");
     let mut finished =
         bus.signals(&finished_subject).await.map_err(|e| format!("cannot subscribe to {finished_subject}: {e}"))?;
@@ -43,12 +50,22 @@ pub(super) async fn measure_muster(plan: &Plan, fleet: &mut Fleet, bus: &NatsBus
     progress(&format!("starting {} agent(s) per role", plan.args.agents));
     start_agents(plan, fleet, bus, url).await?;
     wait_warmup(fleet, bus, warmup).await?;
-    progress(&format!("{} runs × {} steps, {} in flight", plan.args.runs, plan.args.steps, plan.args.concurrency));
-    let before = Cpu::sample(fleet);
-    let first_trigger = Timestamp::now();
-    let runs = drive(plan, fleet, bus, &mut finished).await?;
-    let cpu = Cpu::sample(fleet).since(before);
-    Ok(summarise(&runs, first_trigger, cpu))
+    let mut measured = Vec::new();
+    for &shape in plan.args.shape.shapes() {
+        let steps = shape.steps(plan.args.steps);
+        progress(&format!(
+            "{}: {} runs × {steps} steps, {} in flight",
+            shape.name(),
+            plan.args.runs,
+            plan.args.concurrency
+        ));
+        let before = Cpu::sample(fleet);
+        let first_trigger = Timestamp::now();
+        let runs = drive(plan, shape, fleet, bus, &mut finished).await?;
+        let cpu = Cpu::sample(fleet).since(before);
+        measured.push(figures::summarise(shape, steps, &runs, first_trigger, cpu));
+    }
+    Ok(measured)
 }
 
 fn trigger(protocol: &str) -> RunTriggered {
@@ -158,10 +175,11 @@ fn finished_event(payload: &[u8]) -> Option<Uuid> {
     }
 }
 
-/// Triggers the measured runs, `concurrency` at a time, and returns their final snapshots.
-/// Finished events wake it; a slow poll of the snapshots covers a lost event.
+/// Triggers the measured runs of `shape`, `concurrency` at a time, and returns their final
+/// snapshots. Finished events wake it; a slow poll of the snapshots covers a lost event.
 async fn drive(
     plan: &Plan,
+    shape: Shape,
     fleet: &mut Fleet,
     bus: &NatsBus,
     finished: &mut <NatsBus as Messaging>::Signals,
@@ -176,7 +194,7 @@ async fn drive(
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while done.len() < total {
         while in_flight.len() < width && submitted < total {
-            let id = client::submit(bus, &plan.subjects, trigger(PROTOCOL_ID)).await.map_err(|e| match e {
+            let id = client::submit(bus, &plan.subjects, trigger(shape.protocol_id())).await.map_err(|e| match e {
                 SubmitError::Refused(_, reason) => format!("the orchestrator refused a run: {reason}"),
                 SubmitError::Unavailable(reason) => format!("cannot trigger a run: {reason}"),
             })?;
@@ -201,25 +219,4 @@ async fn drive(
         }
     }
     Ok(done)
-}
-
-/// Per-step latencies (dispatch → result accepted), run latencies and throughput.
-fn summarise(runs: &[RunSnapshot], first_trigger: Timestamp, cpu: Cpu) -> Muster {
-    let millis = |from: Timestamp, to: Timestamp| to.duration_since(from).as_secs_f64() * 1000.0;
-    let steps: Vec<f64> = runs
-        .iter()
-        .flat_map(|r| &r.steps)
-        .filter(|s| s.state == StepState::Succeeded)
-        .filter_map(|s| Some(millis(s.started_at?, s.finished_at?)))
-        .collect();
-    let run_times: Vec<f64> = runs.iter().filter_map(|r| Some(millis(r.started_at, r.finished_at?))).collect();
-    let last = runs.iter().filter_map(|r| r.finished_at).max().unwrap_or(first_trigger);
-    Muster {
-        runs: runs.len(),
-        failed_runs: runs.iter().filter(|r| r.state != RunState::Succeeded).count(),
-        step: Summary::of(steps),
-        run: Summary::of(run_times),
-        wall_seconds: last.duration_since(first_trigger).as_secs_f64(),
-        cpu,
-    }
 }

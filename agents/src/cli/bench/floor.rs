@@ -4,7 +4,8 @@
 //! Work published by A, taken and double-acked by B, result published by B, taken and acked by
 //! A: the least a step dispatched through JetStream and answered through JetStream can cost.
 
-use super::report::{Floor, Summary};
+use super::figures::Summary;
+use super::report::Floor;
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use bytes::Bytes;
 use futures::StreamExt;

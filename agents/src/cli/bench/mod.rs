@@ -5,7 +5,8 @@
 //!  nats-server (private unless --nats)
 //!   ├─ floor:  publish work ─▶ pull + double-ack ─▶ publish result ─▶ pull + ack   (one at a time)
 //!   └─ muster: `muster orchestrator` + K `muster agent <role>` per role as child processes,
-//!              N runs × M `true` steps, C runs in flight
+//!              then for each --shape (chain: M `true` steps in a row; dag: start, 8 parallel
+//!              steps, a gate, fan-in): N runs, C in flight
 //! ```
 //!
 //! A step's latency is read from the finished run snapshot: dispatch (`started_at`) to result
@@ -15,18 +16,22 @@
 //!
 //! The pieces:
 //!
-//! - this module: the flags, the `Plan` (private prefix, working directory, generated
-//!   protocols), the top-level sequence, the exit code;
+//! - this module: the flags, the `Plan` (private prefix, working directory), the top-level
+//!   sequence, the exit code;
+//! - `protocols`: the generated protocols (one per shape, and the warm-up), checked as
+//!   `muster validate` checks them;
 //! - `fleet`: the child processes (private nats-server, orchestrator, agents), their logs,
 //!   CPU time and shutdown;
 //! - `floor`: the raw JetStream round trip that muster is compared against;
-//! - `drive`: the muster phase: start the services, warm up, drive the measured runs and
-//!   summarise their snapshots;
+//! - `drive`: the muster phase: start the services, warm up, drive each shape's runs;
+//! - `figures`: latency summaries, CPU time and the DAG's critical path, from the snapshots;
 //! - `report`: the figures, printed as a table or as JSON.
 
 mod drive;
+mod figures;
 mod fleet;
 mod floor;
+mod protocols;
 mod report;
 
 use super::exit;
@@ -35,10 +40,9 @@ use super::settings::Settings;
 use async_nats::jetstream;
 use fleet::{Fleet, Note};
 use muster_bus::subjects::Subjects;
-use muster_schemas::Role;
+pub use protocols::ShapeArg;
 use report::{Report, Summarised};
 use std::ffi::OsString;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::process::Command;
@@ -52,7 +56,12 @@ pub struct BenchArgs {
     /// Runs to complete.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
-    /// No-op steps (`true`) per run; owners cycle resource, devops, security, sre.
+    /// What a run looks like: a chain of `--steps` steps, a DAG (start, 8 parallel steps, a
+    /// quality gate, fan-in), or both one after the other against the same services and floor.
+    #[arg(long, value_enum, default_value_t = ShapeArg::Chain)]
+    pub shape: ShapeArg,
+    /// No-op steps (`true`) per run of the chain shape; owners cycle resource, devops, security,
+    /// sre. The DAG shape always has 10.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub steps: u32,
     /// Runs in flight at once.
@@ -70,12 +79,11 @@ pub struct BenchArgs {
     /// Print the figures as JSON on stdout (progress goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Keep the working directory (the children's logs, the generated protocols) after a
+    /// successful run too, to look at where the time went.
+    #[arg(long)]
+    pub keep_logs: bool,
 }
-
-/// Id of the measured protocol.
-const PROTOCOL_ID: &str = "bench";
-/// Id of the one-step-per-role protocol run once before measuring.
-const WARMUP_ID: &str = "bench-warmup";
 
 /// Runs the benchmark.
 pub async fn run(settings: &Settings, args: BenchArgs) -> u8 {
@@ -117,8 +125,8 @@ async fn measure(plan: &Plan, fleet: &mut Fleet) -> Result<Report, String> {
     let server = bus.client().server_info().version;
     progress(&format!("raw JetStream floor: {} round trips", plan.args.baseline));
     let floor = floor::measure_floor(bus.client(), &url, plan.args.baseline).await?;
-    let muster = drive::measure_muster(plan, fleet, &bus, &url).await?;
-    Ok(Report { args: Summarised::from(&plan.args), server, floor, muster })
+    let shapes = drive::measure_muster(plan, fleet, &bus, &url).await?;
+    Ok(Report { args: Summarised::from(&plan.args), server, floor, shapes })
 }
 
 /// Prints the figures (or the error) and picks the exit code.
@@ -131,8 +139,12 @@ fn finish(plan: &Plan, outcome: Result<Report, String>, notes: &[Note]) -> u8 {
             } else {
                 report.print();
             }
-            plan.remove_workdir();
-            if report.muster.failed_runs > 0 { exit::RUN_FAILED } else { exit::OK }
+            if plan.args.keep_logs {
+                eprintln!("logs kept in {}", plan.workdir.display());
+            } else {
+                plan.remove_workdir();
+            }
+            if report.failed_runs() > 0 { exit::RUN_FAILED } else { exit::OK }
         }
         Err(err) => {
             eprintln!("error: {err}");
@@ -185,8 +197,7 @@ impl Plan {
         let scenarios = workdir.join("scenarios");
         std::fs::create_dir_all(&scenarios).map_err(|e| format!("cannot create {}: {e}", scenarios.display()))?;
         let plan = Self { args, settings, subjects, workdir, exe };
-        let written =
-            plan.write_protocol(PROTOCOL_ID, plan.args.steps).and_then(|()| plan.write_protocol(WARMUP_ID, 4));
+        let written = protocols::write_all(&scenarios, plan.args.shape.shapes(), plan.args.steps);
         if written.is_err() {
             plan.remove_workdir();
         }
@@ -196,11 +207,6 @@ impl Plan {
     /// Where the generated protocols live (the orchestrator's `--scenarios`).
     fn scenarios(&self) -> PathBuf {
         self.workdir.join("scenarios")
-    }
-
-    fn write_protocol(&self, id: &str, steps: u32) -> Result<(), String> {
-        let path = self.scenarios().join(format!("{id}.yaml"));
-        std::fs::write(&path, protocol_yaml(id, steps)).map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 
     fn remove_workdir(&self) {
@@ -251,36 +257,5 @@ impl Plan {
             Ok(Err(err)) => eprintln!("warning: could not remove the benchmark's streams from {url}: {err}"),
             Err(_) => eprintln!("warning: removing the benchmark's streams from {url} timed out"),
         }
-    }
-}
-
-/// A protocol of `steps` no-op steps whose owners cycle through the four roles.
-fn protocol_yaml(id: &str, steps: u32) -> String {
-    // A chain: each step needs the one before, so the per-step latency is the round trip of one
-    // step at a time, comparable with the raw floor.
-    let mut yaml = format!("id: {id}\nversion: \"1\"\ntitle: muster bench, {steps} no-op steps in a chain\nsteps:\n");
-    for (index, role) in (0..steps).zip(Role::ALL.iter().cycle()) {
-        let needs = if index == 0 { String::new() } else { format!("    needs: [s{index:04}]\n") };
-        let _ = write!(
-            yaml,
-            "  - id: s{:04}\n    owner: {role}\n{needs}    exec:\n      program: \"true\"\n    timeout: 30s\n",
-            index + 1
-        );
-    }
-    yaml
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_protocol_parses_and_cycles_roles() {
-        let protocol = muster_schemas::protocol::parse_protocol("bench.yaml", &protocol_yaml("bench", 6));
-        assert!(protocol.is_ok(), "{protocol:?}");
-        let Ok(protocol) = protocol else { return };
-        let owners: Vec<Role> = protocol.steps.iter().map(|s| s.owner).collect();
-        assert_eq!(owners, [Role::Resource, Role::Devops, Role::Security, Role::Sre, Role::Resource, Role::Devops]);
-        assert!(protocol.steps.iter().all(|s| s.exec.as_ref().and_then(|e| e.program.as_deref()) == Some("true")));
     }
 }

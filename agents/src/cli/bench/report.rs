@@ -2,35 +2,12 @@
 //! `--json`; notes about complaining children go to stderr either way.
 
 use super::BenchArgs;
-use super::fleet::{CLOCK_TICKS, Fleet, Note, Proc};
+use super::figures::{DagPath, Muster, Summary};
+use super::fleet::{CLOCK_TICKS, Note};
 use super::floor::RAW_PAYLOAD;
+use super::protocols::{FAN_OUT, Shape};
+use serde_json::json;
 use std::collections::BTreeMap;
-
-/// Latency figures in milliseconds, the one shape every measured latency is reported in.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Summary {
-    /// How many samples.
-    pub(super) count: usize,
-    /// Median (nearest rank).
-    pub(super) p50: f64,
-    /// 99th percentile (nearest rank).
-    pub(super) p99: f64,
-    /// Slowest sample.
-    pub(super) max: f64,
-}
-
-impl Summary {
-    /// Nearest-rank percentiles of `millis`, so that every figure is a latency that was
-    /// actually observed; `NaN` where there are no samples.
-    pub(super) fn of(mut millis: Vec<f64>) -> Self {
-        millis.sort_by(f64::total_cmp);
-        let rank = |p: f64| {
-            let index = ((p / 100.0) * millis.len() as f64).ceil() as usize;
-            millis.get(index.saturating_sub(1)).copied().unwrap_or(f64::NAN)
-        };
-        Self { count: millis.len(), p50: rank(50.0), p99: rank(99.0), max: millis.last().copied().unwrap_or(f64::NAN) }
-    }
-}
 
 /// The raw JetStream floor, what muster's figures are set against.
 pub(super) struct Floor {
@@ -40,86 +17,23 @@ pub(super) struct Floor {
     pub(super) per_second: f64,
 }
 
-/// CPU time of the children, in clock ticks, so that the cost of a step can be told apart from
-/// its latency.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Cpu {
-    orchestrator: Option<u64>,
-    agents: Option<u64>,
-    server: Option<u64>,
-}
-
-impl Cpu {
-    /// The children's CPU time so far; taken before and after the measured runs.
-    pub(super) fn sample(fleet: &Fleet) -> Self {
-        let agents = fleet.agents.iter().map(Proc::cpu_ticks).sum::<Option<u64>>();
-        Self {
-            orchestrator: fleet.orchestrator.as_ref().and_then(Proc::cpu_ticks),
-            agents: if fleet.agents.is_empty() { None } else { agents },
-            server: fleet.server.as_ref().and_then(Proc::cpu_ticks),
-        }
-    }
-
-    /// The CPU time spent between `before` and this sample.
-    pub(super) fn since(self, before: Self) -> Self {
-        let delta = |a: Option<u64>, b: Option<u64>| Some(a?.saturating_sub(b?));
-        Self {
-            orchestrator: delta(self.orchestrator, before.orchestrator),
-            agents: delta(self.agents, before.agents),
-            server: delta(self.server, before.server),
-        }
-    }
-}
-
-/// What the muster phase measured.
-pub(super) struct Muster {
-    /// Measured runs that finished.
-    pub(super) runs: usize,
-    /// Of those, the ones that did not succeed (they make the exit code non-zero).
-    pub(super) failed_runs: usize,
-    /// Succeeded steps, dispatch to result accepted.
-    pub(super) step: Summary,
-    /// Runs, start to finish.
-    pub(super) run: Summary,
-    /// First trigger to last run finished.
-    pub(super) wall_seconds: f64,
-    /// The children's CPU time over the measured runs.
-    pub(super) cpu: Cpu,
-}
-
-impl Muster {
-    fn steps_per_second(&self) -> f64 {
-        self.step.count as f64 / self.wall_seconds
-    }
-
-    fn runs_per_second(&self) -> f64 {
-        self.runs as f64 / self.wall_seconds
-    }
-
-    /// CPU milliseconds per measured step.
-    fn cpu_ms_per_step(&self, ticks: Option<u64>) -> Option<f64> {
-        let steps = self.step.count;
-        (steps > 0).then_some(())?;
-        Some(ticks? as f64 * 1000.0 / CLOCK_TICKS / steps as f64)
-    }
-}
-
 /// Everything one invocation measured, ready to print.
 pub(super) struct Report {
     /// The flags the figures were measured with.
     pub(super) args: Summarised,
     /// The nats-server version.
     pub(super) server: String,
-    /// The raw JetStream floor.
+    /// The raw JetStream floor, shared by every shape.
     pub(super) floor: Floor,
-    /// The muster phase.
-    pub(super) muster: Muster,
+    /// Each measured shape, in the order measured.
+    pub(super) shapes: Vec<Muster>,
 }
 
 /// The flags, as echoed in the output so that a figure can be reproduced.
 pub(super) struct Summarised {
+    shape: &'static str,
+    chain_steps: u32,
     runs: u32,
-    steps: u32,
     concurrency: u32,
     agents: u32,
     baseline: u32,
@@ -129,8 +43,9 @@ pub(super) struct Summarised {
 impl From<&BenchArgs> for Summarised {
     fn from(args: &BenchArgs) -> Self {
         Self {
+            shape: args.shape.name(),
+            chain_steps: args.steps,
             runs: args.runs,
-            steps: args.steps,
             concurrency: args.concurrency,
             agents: args.agents,
             baseline: args.baseline,
@@ -140,28 +55,49 @@ impl From<&BenchArgs> for Summarised {
 }
 
 impl Report {
-    fn latency_ratio(&self) -> f64 {
-        self.muster.step.p50 / self.floor.round_trip.p50
+    /// Runs of any shape that did not succeed (they make the exit code non-zero).
+    pub(super) fn failed_runs(&self) -> usize {
+        self.shapes.iter().map(|m| m.failed_runs).sum()
     }
 
-    fn throughput_ratio(&self) -> f64 {
-        self.floor.per_second / self.muster.steps_per_second()
+    fn latency_ratio(&self, m: &Muster) -> f64 {
+        m.step.p50 / self.floor.round_trip.p50
+    }
+
+    fn throughput_ratio(&self, m: &Muster) -> f64 {
+        self.floor.per_second / m.steps_per_second()
     }
 
     /// The figures as a table on stdout (the default output).
     pub(super) fn print(&self) {
-        let (a, f, m) = (&self.args, &self.floor, &self.muster);
+        let (a, f) = (&self.args, &self.floor);
         let server = if a.nats.is_some() { "" } else { " (private, sync_interval: always)" };
         println!(
-            "muster bench · {} runs × {} steps · {} in flight · {} agent(s) per role · nats-server {}{server}",
-            a.runs, a.steps, a.concurrency, a.agents, self.server
+            "muster bench · {} runs per shape · {} in flight · {} agent(s) per role · nats-server {}{server}",
+            a.runs, a.concurrency, a.agents, self.server
         );
         println!();
-        println!("{:<30} {:>9} {:>9} {:>9}  throughput", "", "p50", "p99", "max");
+        println!("{:<38} {:>9} {:>9} {:>9}  throughput", "", "p50", "p99", "max");
         let floor = format!("{:.0} round trips/s ({} round trips)", f.per_second, f.round_trip.count);
         print_row("raw JetStream round trip", &f.round_trip, &floor);
+        for m in &self.shapes {
+            self.print_shape(m);
+        }
+    }
+
+    fn print_shape(&self, m: &Muster) {
+        let name = m.shape.name();
+        println!();
+        match m.shape {
+            Shape::Chain => println!("{name}: {} no-op steps, each needing the one before", m.steps_per_run),
+            Shape::Dag => println!(
+                "{name}: start → {FAN_OUT} parallel no-op steps → gate (security) → fan-in ({} steps + 1 gate)",
+                m.steps_per_run
+            ),
+        }
         let steps = format!("{:.1} steps/s ({} steps)", m.steps_per_second(), m.step.count);
-        print_row("muster step (dispatch→result)", &m.step, &steps);
+        print_row("  step (dispatch→result accepted)", &m.step, &steps);
+        print_row("  of which the program, on the agent", &m.exec, "whole ms, agent's clock");
         let runs = format!(
             "{:.2} runs/s ({} runs, {} failed, {:.2}s wall)",
             m.runs_per_second(),
@@ -169,13 +105,21 @@ impl Report {
             m.failed_runs,
             m.wall_seconds
         );
-        print_row("muster run (end to end)", &m.run, &runs);
-        println!();
-        println!("{:<30} {:.2}×", "muster p50 / floor p50", self.latency_ratio());
-        println!("{:<30} {:.2}×", "floor ops/s / muster steps/s", self.throughput_ratio());
+        print_row("  run (end to end)", &m.run, &runs);
+        if let Some(dag) = &m.dag {
+            print_dag(dag);
+        }
+        let applied = m.applied_per_second();
+        println!(
+            "  {:<36} {applied:.0}/s, one every {}  (applied one at a time)",
+            "orchestrator results + verdicts",
+            ms(1000.0 / applied)
+        );
+        println!("  {:<36} {:.2}×", "step p50 / floor p50", self.latency_ratio(m));
+        println!("  {:<36} {:.2}×", "floor round trips/s / steps/s", self.throughput_ratio(m));
         let cpu = |ticks| m.cpu_ms_per_step(ticks).map_or_else(|| "n/a".to_owned(), ms);
         println!(
-            "{:<30} {}  (agents {}, nats-server {})",
+            "  {:<36} {}  (agents {}, nats-server {})",
             "orchestrator CPU per step",
             cpu(m.cpu.orchestrator),
             cpu(m.cpu.agents),
@@ -183,38 +127,74 @@ impl Report {
         );
     }
 
-    /// The figures as JSON (`--json`), with how many warning lines each child logged.
+    /// The figures as JSON (`--json`), with how many warning lines each child logged. Each
+    /// shape is under `shapes.<name>`.
     pub(super) fn json(&self, notes: &[Note]) -> serde_json::Value {
-        let (a, f, m) = (&self.args, &self.floor, &self.muster);
-        let summary =
-            |s: &Summary| serde_json::json!({ "count": s.count, "p50_ms": s.p50, "p99_ms": s.p99, "max_ms": s.max });
+        let (a, f) = (&self.args, &self.floor);
         let warnings: BTreeMap<&str, usize> = notes.iter().map(|(name, count, _)| (name.as_str(), *count)).collect();
-        serde_json::json!({
+        let shapes: serde_json::Map<String, serde_json::Value> =
+            self.shapes.iter().map(|m| (m.shape.name().to_owned(), self.shape_json(m))).collect();
+        json!({
             "config": {
-                "runs": a.runs, "steps": a.steps, "concurrency": a.concurrency, "agents_per_role": a.agents,
+                "shape": a.shape, "chain_steps": a.chain_steps, "runs": a.runs, "concurrency": a.concurrency, "agents_per_role": a.agents,
                 "baseline": a.baseline, "nats": a.nats, "private_server": a.nats.is_none(), "server_version": self.server,
+                "clock_ticks_per_second": CLOCK_TICKS,
             },
             "floor": { "round_trip": summary(&f.round_trip), "round_trips_per_second": f.per_second, "payload_bytes": RAW_PAYLOAD },
-            "muster": {
-                "runs": m.runs, "failed_runs": m.failed_runs, "wall_seconds": m.wall_seconds,
-                "step": summary(&m.step), "run": summary(&m.run),
-                "steps_per_second": m.steps_per_second(), "runs_per_second": m.runs_per_second(),
-            },
-            "ratios": { "latency_p50": self.latency_ratio(), "throughput": self.throughput_ratio() },
+            "shapes": shapes,
+            "child_log_warnings": warnings,
+        })
+    }
+
+    fn shape_json(&self, m: &Muster) -> serde_json::Value {
+        let mut value = json!({
+            "steps_per_run": m.steps_per_run,
+            "runs": m.runs, "failed_runs": m.failed_runs, "wall_seconds": m.wall_seconds,
+            "step": summary(&m.step), "exec_on_agent": summary(&m.exec), "run": summary(&m.run),
+            "steps_per_second": m.steps_per_second(), "runs_per_second": m.runs_per_second(),
+            "gate_verdicts": m.verdicts, "results_and_verdicts_applied_per_second": m.applied_per_second(),
+            "ratios": { "latency_p50": self.latency_ratio(m), "throughput": self.throughput_ratio(m) },
             "cpu_ms_per_step": {
-                "clock_ticks_per_second": CLOCK_TICKS,
                 "orchestrator": m.cpu_ms_per_step(m.cpu.orchestrator),
                 "agents": m.cpu_ms_per_step(m.cpu.agents),
                 "nats_server": m.cpu_ms_per_step(m.cpu.server),
             },
-            "child_log_warnings": warnings,
-        })
+        });
+        if let (Some(dag), Some(object)) = (&m.dag, value.as_object_mut()) {
+            object.insert(
+                "dag".to_owned(),
+                json!({
+                    "fan_out": FAN_OUT,
+                    "start_step": summary(&dag.start),
+                    "fan_out_span": summary(&dag.fan_out),
+                    "branch_spread": summary(&dag.spread),
+                    "gate": summary(&dag.gate),
+                    "fan_in_step": summary(&dag.fan_in),
+                }),
+            );
+        }
+        value
     }
+}
+
+/// The DAG's critical path, one row per segment (see `figures`).
+fn print_dag(dag: &DagPath) {
+    println!("  critical path of a run:");
+    print_row("    start step", &dag.start, "");
+    print_row("    fan-out (start → last branch in)", &dag.fan_out, "");
+    print_row("      first → last branch accepted", &dag.spread, "results applied one at a time");
+    print_row("    gate (assigned → verdict applied)", &dag.gate, "");
+    print_row("    fan-in step", &dag.fan_in, "");
+}
+
+fn summary(s: &Summary) -> serde_json::Value {
+    json!({ "count": s.count, "p50_ms": s.p50, "p99_ms": s.p99, "max_ms": s.max })
 }
 
 /// One latency row of the table: label, p50, p99, max, then the throughput text.
 fn print_row(label: &str, latency: &Summary, throughput: &str) {
-    println!("{label:<30} {:>9} {:>9} {:>9}  {throughput}", ms(latency.p50), ms(latency.p99), ms(latency.max));
+    let row = format!("{label:<38} {:>9} {:>9} {:>9}  {throughput}", ms(latency.p50), ms(latency.p99), ms(latency.max));
+    println!("{}", row.trim_end());
 }
 
 /// `1.234` → `1.23ms`.
@@ -238,17 +218,5 @@ pub(super) fn print_json(value: &serde_json::Value) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
         Err(err) => eprintln!("error: cannot render JSON: {err}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let s = Summary::of((1..=100).map(f64::from).rev().collect());
-        assert_eq!((s.count, s.p50, s.p99, s.max), (100, 50.0, 99.0, 100.0));
-        assert!(Summary::of(Vec::new()).p50.is_nan());
     }
 }
