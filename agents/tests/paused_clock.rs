@@ -63,8 +63,13 @@ fn bus() -> MemoryBus {
 
 async fn trigger(bus: &MemoryBus, protocol: &str) -> Uuid {
     let sender = Sender { component: Component::Cli, role: None, id: "test".into() };
-    let trigger =
-        RunTriggered { protocol_id: protocol.into(), inputs: BTreeMap::new(), protocol: None, idempotency_key: None };
+    let trigger = RunTriggered {
+        protocol_id: protocol.into(),
+        inputs: BTreeMap::new(),
+        protocol: None,
+        idempotency_key: None,
+        requested_by: None,
+    };
     let bytes = wire::seal(&sender, None, Payload::RunTriggered(trigger)).unwrap();
     // The orchestrator may still be electing itself: ask again until it answers.
     for _ in 0..100 {

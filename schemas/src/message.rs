@@ -94,6 +94,10 @@ pub struct RunTriggered {
     /// the schedule and fire time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// Who asks for the run, as the caller says (the CLI sends the user name). Recorded with the
+    /// run; an approval that does not allow the requester refuses this person as approver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// The orchestrator's answer to [`RunTriggered`].

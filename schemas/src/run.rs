@@ -219,6 +219,157 @@ pub struct RunSnapshot {
     /// can never overwrite its successor's work: the fencing token travels with the data.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub fence: u64,
+    /// What people are asked, in the order it was asked: escalations and human steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompts: Vec<PromptRecord>,
+    /// Who started the run, as the trigger said (an approval may refuse them as approver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+/// What a prompt is about: what an escalation's option acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum PromptSubject {
+    /// A step (a human step itself, or the step an escalation is about).
+    Step(String),
+    /// A quality gate whose outcome escalated.
+    Gate(String),
+    /// A phase running too long.
+    Phase(String),
+    /// The whole run.
+    Run,
+}
+
+/// Where a prompt stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptState {
+    /// Raised, nobody has answered.
+    Open,
+    /// Somebody acknowledged it (triage); no decision yet.
+    Acknowledged,
+    /// Answered with an option, a complete form, enough approvals or a confirmation.
+    Answered,
+    /// A person rejected it (an approval refused, an escalation declined).
+    Rejected,
+    /// Its deadline passed without an answer; the declared fallback ran.
+    Expired,
+    /// Closed without an answer because the run moved on (ended, rolled back, step retried).
+    Withdrawn,
+}
+
+impl PromptState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromptState::Open => "open",
+            PromptState::Acknowledged => "acknowledged",
+            PromptState::Answered => "answered",
+            PromptState::Rejected => "rejected",
+            PromptState::Expired => "expired",
+            PromptState::Withdrawn => "withdrawn",
+        }
+    }
+
+    /// Still waiting for a person.
+    pub fn is_open(self) -> bool {
+        matches!(self, PromptState::Open | PromptState::Acknowledged)
+    }
+}
+
+/// The next ladder stage a prompt's timer checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LadderStage {
+    /// Expect an acknowledgement; else notify the next responder group.
+    Triage,
+    /// Expect a decision; else remind everyone that the fallback is coming.
+    Decide,
+    /// Run the fallback (escalations), or apply the deadline outcome (human steps).
+    Fallback,
+    /// Ask for the follow-up (root-cause analysis).
+    FollowUp,
+    /// Nothing more to do.
+    Done,
+}
+
+/// How a prompt was closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptOutcome {
+    /// The option chosen (or the fallback applied), if the prompt has options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub option: Option<String>,
+    /// The person, or `deadline` when it expired.
+    pub by: String,
+    /// When.
+    pub at: Timestamp,
+    /// What the person wrote with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Something people are asked: an escalation (`ESC-n`) or a human step (`F-n`, `A-n`, `D-n`,
+/// `M-n`). Durable in the snapshot like everything else, including its ladder deadlines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptRecord {
+    /// The short number people type after the prefix; 0 until one is allocated.
+    pub number: u64,
+    /// What kind of question.
+    pub kind: crate::message::PromptKind,
+    /// The escalation id, or the human step's id.
+    pub source: String,
+    /// What its options act on.
+    pub subject: PromptSubject,
+    /// Where it stands.
+    pub state: PromptState,
+    /// Whether the run waits for it.
+    pub blocking: bool,
+    /// When it was raised.
+    pub raised_at: Timestamp,
+    /// One line.
+    pub title: String,
+    /// The context package (what happened, tails, evidence, options, fallback and when).
+    pub text: String,
+    /// The next ladder stage to check, and when.
+    pub stage: LadderStage,
+    /// When `stage` is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<Timestamp>,
+    /// Responder groups and users notified so far, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notified: Vec<String>,
+    /// Who acknowledged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
+    /// How it was closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<PromptOutcome>,
+    /// A form's answers so far (kept across partial answers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+    /// The people who approved so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<String>,
+    /// What an approval is bound to (a hash of the approved thing) when it was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
+    /// Notices published so far (the next notice's message id uses it).
+    #[serde(default)]
+    pub notices: u32,
+    /// The latest notice, re-published on recovery (its id makes a repeat a duplicate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_notice: Option<crate::message::PromptNotice>,
+}
+
+impl PromptRecord {
+    /// `ESC-12`, or `ESC-?` before a number is allocated.
+    pub fn label(&self) -> String {
+        match self.number {
+            0 => format!("{}-?", self.kind.prefix()),
+            n => format!("{}-{n}", self.kind.prefix()),
+        }
+    }
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -313,6 +464,7 @@ impl RunSnapshot {
             paused: self.paused,
             interventions: self.interventions.clone(),
             checkpoints: self.checkpoints.clone(),
+            prompts: self.prompts.iter().map(PromptStatus::of).collect(),
             steps: self
                 .steps
                 .iter()
@@ -365,6 +517,61 @@ pub struct RunStatus {
     /// What each finished phase left behind (see [`PhaseCheckpoint`]).
     #[serde(default)]
     pub checkpoints: Vec<PhaseCheckpoint>,
+    /// Escalations and human steps, oldest first.
+    #[serde(default)]
+    pub prompts: Vec<PromptStatus>,
+}
+
+/// One prompt in [`RunStatus`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptStatus {
+    /// `ESC-12`, `F-3`, ...
+    pub id: String,
+    /// `escalation`, `form`, `approval`, `decision`, `manual`.
+    pub kind: crate::message::PromptKind,
+    /// The escalation or step id in the protocol.
+    pub source: String,
+    /// `open`, `acknowledged`, `answered`, `rejected`, `expired`, `withdrawn`.
+    pub state: PromptState,
+    /// Whether the run waits for it.
+    pub blocking: bool,
+    /// One line.
+    pub title: String,
+    /// When it was raised.
+    pub raised_at: Timestamp,
+    /// The next deadline, or null.
+    pub due: Option<Timestamp>,
+    /// The next ladder stage.
+    pub stage: LadderStage,
+    /// Who acknowledged it, or null.
+    pub acknowledged_by: Option<String>,
+    /// How it was closed, or null.
+    pub outcome: Option<PromptOutcome>,
+    /// A form's answers so far.
+    pub fields: BTreeMap<String, String>,
+    /// Approvers so far.
+    pub approvals: Vec<String>,
+}
+
+impl PromptStatus {
+    /// The status view of a record.
+    pub fn of(record: &PromptRecord) -> Self {
+        Self {
+            id: record.label(),
+            kind: record.kind,
+            source: record.source.clone(),
+            state: record.state,
+            blocking: record.blocking,
+            title: record.title.clone(),
+            raised_at: record.raised_at,
+            due: record.due,
+            stage: record.stage,
+            acknowledged_by: record.acknowledged_by.clone(),
+            outcome: record.outcome.clone(),
+            fields: record.fields.clone(),
+            approvals: record.approvals.clone(),
+        }
+    }
 }
 
 /// One step in [`RunStatus`].

@@ -54,6 +54,7 @@ fn samples() -> Vec<Envelope> {
             inputs: BTreeMap::from([("workdir".into(), "/tmp/x".into())]),
             protocol: None,
             idempotency_key: None,
+            requested_by: None,
         }),
         Payload::TriggerReply(TriggerReply::Accepted { run_id: run_id(), existing: false }),
         Payload::RunStarted(RunStarted { run_id: run_id(), protocol_id: "host-report".into() }),

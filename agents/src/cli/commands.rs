@@ -45,6 +45,7 @@ pub async fn run(
         inputs,
         protocol: Some(Box::new(protocol)),
         idempotency_key: None,
+        requested_by: std::env::var("USER").ok(),
     };
     let nats = nats.or_else(|| settings.nats_url.clone());
     if let Some(url) = nats {

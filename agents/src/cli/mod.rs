@@ -331,6 +331,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 inputs: inputs.into_iter().collect(),
                 protocol: None,
                 idempotency_key,
+                requested_by: std::env::var("USER").ok(),
             };
             commands::trigger(&settings, request, wait, json, cluster).await
         }

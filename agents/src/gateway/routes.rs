@@ -91,7 +91,13 @@ async fn trigger<M: Messaging>(
     let Ok(_permit) = shared.in_flight.try_acquire() else {
         return Err(ApiError::unavailable("too many triggers in flight; retry with the same Idempotency-Key", 1));
     };
-    let trigger = RunTriggered { protocol_id: protocol.clone(), inputs, protocol: None, idempotency_key: Some(key) };
+    let trigger = RunTriggered {
+        protocol_id: protocol.clone(),
+        inputs,
+        protocol: None,
+        idempotency_key: Some(key),
+        requested_by: None,
+    };
     let Accepted { run_id, existing } =
         forward(&shared.bus, &shared.subjects, &shared.sender, trigger, shared.request_timeout)
             .await

@@ -158,7 +158,10 @@ impl<B: Bus> Orchestrator<B> {
                     format!("cron `{}` fire at {fire} (catching up on {n} missed fire(s): run_once)", schedule.pattern)
                 }
             };
-            match self.start_run(protocol.clone(), inputs, Some(&idempotency), &cause, cancel).await {
+            match self
+                .start_run(protocol.clone(), inputs, Some(&idempotency), Some("cron".to_owned()), &cause, cancel)
+                .await
+            {
                 TriggerReply::Accepted { run_id, existing } => {
                     info!(protocol = %protocol.id, run_id = %run_id, fire = %fire, missed, existing, "cron fired")
                 }

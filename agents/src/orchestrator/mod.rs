@@ -15,6 +15,7 @@ mod audit;
 pub mod cron;
 pub mod engine;
 pub mod leader;
+pub mod prompts;
 mod requests;
 mod timers;
 mod triggers;
@@ -274,7 +275,11 @@ impl<B: Bus> Orchestrator<B> {
         loop {
             let Some((mut run, revision)) = self.inner.store.load(run_id).await? else { return Ok(None) };
             let before = run.clone();
-            let applied = event(&mut run);
+            let mut applied = event(&mut run);
+            if let Applied::Changed(effects) = &mut applied {
+                effects.extend(engine::oversee(&mut run, crate::clock::now()));
+                effects.extend(self.number_prompts(&mut run).await?);
+            }
             let Applied::Changed(effects) = &applied else { return Ok(Some(applied)) };
             let lease = self.inner.lease.load(Ordering::SeqCst);
             if run.fence > lease {
@@ -315,6 +320,7 @@ impl<B: Bus> Orchestrator<B> {
                         self.inner.timers.arm(*at, run_id);
                         Ok(())
                     }
+                    Effect::Notify { index, seq, notice } => self.notify(run_id, *index, *seq, notice).await,
                     Effect::Finished(state) => {
                         info!(run_id = %run_id, state = state.as_str(), "run finished");
                         let finished = Payload::RunFinished(RunFinished { run_id, state: *state });
@@ -378,7 +384,7 @@ pub fn not_executable(protocol: &str, missing: &[String]) -> String {
         listed.push_str(&format!("; and {} more", missing.len() - SHOWN));
     }
     format!(
-        "protocol `{protocol}` is valid but cannot run on this engine yet: {listed}. Escalation triggers, human steps (form, approval, decision, manual) and `wait: until` are not executed yet, and running without them would be unsafe"
+        "protocol `{protocol}` is valid but cannot run on this engine yet: {listed}. `wait: until` is not executed yet, and running without it would be unsafe"
     )
 }
 
@@ -397,6 +403,6 @@ mod tests {
         let missing: Vec<String> = (1..=9).map(|i| format!("step `s{i}` uses a `form` action")).collect();
         let text = not_executable("p", &missing);
         assert!(text.contains("`s6`") && !text.contains("`s7`") && text.contains("and 3 more"), "{text}");
-        assert!(text.contains("human steps"));
+        assert!(text.contains("`wait: until`"));
     }
 }

@@ -79,7 +79,9 @@ impl<B: Bus> Orchestrator<B> {
             Some(_) => "trigger (with an idempotency key)",
             None => "trigger",
         };
-        self.start_run(protocol, &triggered.inputs, triggered.idempotency_key.as_deref(), cause, cancel).await
+        let requester = triggered.requested_by.clone();
+        self.start_run(protocol, &triggered.inputs, triggered.idempotency_key.as_deref(), requester, cause, cancel)
+            .await
     }
 
     /// The protocol a trigger names: the one it carries (checked like a file), else a loaded one.
@@ -121,6 +123,7 @@ impl<B: Bus> Orchestrator<B> {
         protocol: Protocol,
         given: &BTreeMap<String, String>,
         key: Option<&str>,
+        requested_by: Option<String>,
         cause: &str,
         cancel: &CancellationToken,
     ) -> TriggerReply {
@@ -148,8 +151,14 @@ impl<B: Bus> Orchestrator<B> {
         }
         let now = crate::clock::now();
         let mut run = engine::new_run(id, protocol, inputs, now);
+        run.requested_by = requested_by;
         let created = run.clone();
-        let effects = engine::start(&mut run, now);
+        let mut effects = engine::start(&mut run, now);
+        effects.extend(engine::oversee(&mut run, now));
+        match self.number_prompts(&mut run).await {
+            Ok(more) => effects.extend(more),
+            Err(err) => return refused(RefusalCode::Unavailable, format!("could not number the run's prompts: {err}")),
+        }
         run.fence = self.inner.lease.load(std::sync::atomic::Ordering::SeqCst);
         let revision = match self.inner.store.create(&run).await {
             Ok(revision) => revision,
@@ -239,7 +248,7 @@ impl<B: Bus> Orchestrator<B> {
             let reply = match inputs_from_json(request.payload()) {
                 Ok(inputs) => {
                     let cause = format!("message on {}", request.subject());
-                    self.start_run(protocol.clone(), &inputs, None, &cause, cancel).await
+                    self.start_run(protocol.clone(), &inputs, None, None, &cause, cancel).await
                 }
                 Err(reason) => refused(RefusalCode::InvalidInput, reason),
             };

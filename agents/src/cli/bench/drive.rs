@@ -69,7 +69,13 @@ pub(super) async fn measure_muster(
 }
 
 fn trigger(protocol: &str) -> RunTriggered {
-    RunTriggered { protocol_id: protocol.to_owned(), inputs: BTreeMap::new(), protocol: None, idempotency_key: None }
+    RunTriggered {
+        protocol_id: protocol.to_owned(),
+        inputs: BTreeMap::new(),
+        protocol: None,
+        idempotency_key: None,
+        requested_by: None,
+    }
 }
 
 /// Triggers the warm-up run, retrying until the orchestrator answers.

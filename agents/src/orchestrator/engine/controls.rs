@@ -97,7 +97,7 @@ fn cancel(run: &mut RunSnapshot, by: &str, now: Timestamp) -> Result<Vec<Effect>
 
 /// Sets the step's new state, unblocks the steps that were skipped because of it, and reopens a
 /// run that had failed (only a failed run; a rolled-back or cancelled one stays ended).
-fn reopen(run: &mut RunSnapshot, index: usize, state: StepState, note: String) -> Result<(), String> {
+pub(super) fn reopen(run: &mut RunSnapshot, index: usize, state: StepState, note: String) -> Result<(), String> {
     if run.state.is_terminal() && run.state != RunState::Failed {
         return Err(format!("the run is {}; only a failed run can be reopened", run.state.as_str()));
     }

@@ -9,6 +9,29 @@ use muster_schemas::protocol::template::{self, Context, RunFacts, StepFacts};
 use muster_schemas::run::{RunSnapshot, StepState};
 use std::collections::BTreeMap;
 
+/// Renders one template string for step `step` with what the run knows now (inputs, outputs of
+/// succeeded steps, run and step facts): what an approval's `binds` names.
+pub fn render_for(run: &RunSnapshot, step: &str, attempt: u32, text: &str) -> Result<String, String> {
+    let run_id = run.id.to_string();
+    let outputs = succeeded_outputs(run, None);
+    let context = Context {
+        inputs: &run.inputs,
+        outputs: &outputs,
+        run: RunFacts { id: &run_id },
+        step: StepFacts { id: step, attempt },
+    };
+    template::render(text, &context)
+}
+
+/// Outputs of succeeded steps as text, plus those of `also` (a step being compensated).
+fn succeeded_outputs(run: &RunSnapshot, also: Option<&str>) -> BTreeMap<String, BTreeMap<String, String>> {
+    run.steps
+        .iter()
+        .filter(|s| s.state == StepState::Succeeded || Some(s.id.as_str()) == also)
+        .map(|s| (s.id.clone(), s.outputs.iter().map(|(k, v)| (k.clone(), text_of(v))).collect()))
+        .collect()
+}
+
 /// Renders the work for the step at `index`, current attempt, for `purpose`.
 pub fn assignment(run: &RunSnapshot, index: usize, purpose: Purpose) -> Result<StepAssigned, String> {
     let record = run.steps.get(index).ok_or("step missing from run")?;
@@ -26,12 +49,7 @@ pub fn assignment(run: &RunSnapshot, index: usize, purpose: Purpose) -> Result<S
         }
     };
     let run_id = run.id.to_string();
-    let outputs: BTreeMap<String, BTreeMap<String, String>> = run
-        .steps
-        .iter()
-        .filter(|s| s.state == StepState::Succeeded || (purpose == Purpose::Rollback && s.id == step.id))
-        .map(|s| (s.id.clone(), s.outputs.iter().map(|(k, v)| (k.clone(), text_of(v))).collect()))
-        .collect();
+    let outputs = succeeded_outputs(run, (purpose == Purpose::Rollback).then_some(step.id.as_str()));
     let context = Context {
         inputs: &run.inputs,
         outputs: &outputs,

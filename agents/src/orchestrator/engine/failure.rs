@@ -84,7 +84,12 @@ fn give_up(
             record.note = Some(format!("{what}; rolling back"));
             rollback::begin(run, reason, now)
         }
-        OnFailure::Fail | OnFailure::Escalate(_) => {
+        OnFailure::Escalate(escalation) => {
+            record.note = Some(format!("{what}; escalated to people ({escalation})"));
+            let subject = muster_schemas::run::PromptSubject::Step(id);
+            super::prompts::raise(run, &escalation, subject, reason, true, now)
+        }
+        OnFailure::Fail => {
             record.note = Some(what);
             finish(run, RunState::Failed, Some(reason), now)
         }

@@ -160,7 +160,15 @@ pub fn on_answer(
     Ok(act(run, index, &action, format!("gate `{gate}`: {by} answered {option}"), now))
 }
 
-fn act(run: &mut RunSnapshot, index: usize, action: &GateAction, what: String, now: Timestamp) -> Vec<Effect> {
+/// Does what a gate outcome says: pass, block, roll back, or hold the run for people (an
+/// `escalate` outcome raises the escalation, which holds the run until it is answered).
+pub(super) fn act(
+    run: &mut RunSnapshot,
+    index: usize,
+    action: &GateAction,
+    what: String,
+    now: Timestamp,
+) -> Vec<Effect> {
     let record = &mut run.gates[index];
     record.note = Some(what.clone());
     match action {
@@ -176,10 +184,17 @@ fn act(run: &mut RunSnapshot, index: usize, action: &GateAction, what: String, n
             record.state = GateState::Failed;
             rollback::begin(run, format!("{what}: rolling back"), now)
         }
-        GateAction::Ask | GateAction::Escalate(_) => {
+        GateAction::Ask => {
             record.state = GateState::Waiting;
             run.state = RunState::Waiting;
             Vec::new()
+        }
+        GateAction::Escalate(escalation) => {
+            // The escalation's options decide what the gate does; the gate itself no longer
+            // waits for a gate answer.
+            record.state = GateState::Failed;
+            let subject = muster_schemas::run::PromptSubject::Gate(record.id.clone());
+            super::prompts::raise(run, escalation, subject, what, true, now)
         }
     }
 }

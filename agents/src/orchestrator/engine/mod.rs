@@ -19,18 +19,19 @@ mod controls;
 mod dispatch;
 mod failure;
 mod gates;
+pub mod prompts;
 mod rollback;
 mod schedule;
 mod vars;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use jiff::Timestamp;
 use muster_schemas::message::{Outcome, Purpose, StepAssigned, StepResult, StepStarted};
 use muster_schemas::protocol::Protocol;
+use muster_schemas::protocol::model::ActionRef;
 use muster_schemas::protocol::model::action::HasAction;
-use muster_schemas::protocol::model::{ActionRef, OnFailure};
 use muster_schemas::run::{RunSnapshot, RunState, StepRecord, StepState};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -49,6 +50,16 @@ pub enum Effect {
     WakeAt(Timestamp),
     /// Announce that the run ended.
     Finished(RunState),
+    /// Publish a notice about prompt `index` for people; `seq` makes its message id unique
+    /// and repeatable.
+    Notify {
+        /// The prompt's index in the snapshot.
+        index: usize,
+        /// The prompt's notice count after this one.
+        seq: u32,
+        /// The notice.
+        notice: Box<muster_schemas::message::PromptNotice>,
+    },
 }
 
 /// What applying an event did.
@@ -76,12 +87,6 @@ pub fn unsupported(protocol: &Protocol) -> Vec<String> {
         if let Some(action) = step.rollback.as_ref().and_then(|r| r.action()).filter(|a| !runnable(a)) {
             note(format!("a rollback with a `{}` action", action.key()));
         }
-        if matches!(step.on_failure, Some(OnFailure::Escalate(_))) {
-            note("`on_failure: escalate`".to_owned());
-        }
-    }
-    if !protocol.escalations.is_empty() {
-        out.push(format!("{} escalation trigger(s)", protocol.escalations.len()));
     }
     out
 }
@@ -91,7 +96,7 @@ fn runnable(action: &ActionRef<'_>) -> bool {
     match action {
         ActionRef::Exec(_) | ActionRef::Http(_) | ActionRef::Tcp(_) | ActionRef::Tls(_) => true,
         ActionRef::Wait(wait) => wait.duration.is_some(),
-        ActionRef::Form(_) | ActionRef::Approval(_) | ActionRef::Decision(_) | ActionRef::Manual(_) => false,
+        ActionRef::Form(_) | ActionRef::Approval(_) | ActionRef::Decision(_) | ActionRef::Manual(_) => true,
     }
 }
 
@@ -116,6 +121,8 @@ pub fn new_run(id: Uuid, protocol: Protocol, inputs: BTreeMap<String, String>, n
         interventions: Vec::new(),
         checkpoints: Vec::new(),
         fence: 0,
+        prompts: Vec::new(),
+        requested_by: None,
     }
 }
 
@@ -256,8 +263,10 @@ pub fn tick(run: &mut RunSnapshot, now: Timestamp) -> Applied {
         return Applied::Ignored(format!("run is already {}", run.state.as_str()));
     }
     let before = run.clone();
-    let effects = schedule::advance(run, now);
-    if *run == before && !effects.iter().any(|e| matches!(e, Effect::Dispatch(_))) {
+    let mut effects = schedule::advance(run, now);
+    effects.extend(prompts::oversee(run, now));
+    let acted = effects.iter().any(|e| matches!(e, Effect::Dispatch(_) | Effect::Notify { .. }));
+    if *run == before && !acted {
         return Applied::Ignored("nothing due".to_owned());
     }
     Applied::Changed(effects)
@@ -284,7 +293,14 @@ pub fn resume(run: &RunSnapshot) -> Vec<Effect> {
             .map(|(g, r)| Effect::Judge(Box::new(gates::assignment(run, g, r.attempt)))),
     );
     effects.extend(schedule::next_wakeup(run).map(Effect::WakeAt));
+    effects.extend(prompts::resume(run));
+    effects.extend(prompts::next_due(run, jiff::Timestamp::MIN).map(Effect::WakeAt));
     effects
+}
+
+/// Checks escalation conditions and due ladder stages after an event (see [`prompts::oversee`]).
+pub fn oversee(run: &mut RunSnapshot, now: Timestamp) -> Vec<Effect> {
+    prompts::oversee(run, now)
 }
 
 /// What the work of step `index` is for: its compensation while the run rolls back and the

@@ -120,6 +120,10 @@ pub fn start_step(run: &mut RunSnapshot, index: usize, now: Timestamp) -> Vec<Ef
     step.state = StepState::Running;
     step.retry_at = None;
     step.started_at.get_or_insert(now);
+    let human = run.protocol.step(&run.steps[index].id).is_some_and(super::prompts::is_human);
+    if human && purpose == muster_schemas::message::Purpose::Run {
+        return super::prompts::open_human_step(run, index, now);
+    }
     match dispatch::assignment(run, index, purpose) {
         Ok(work) => vec![Effect::Dispatch(Box::new(work))],
         Err(problem) => failure::fail_without_result(run, index, format!("could not be prepared: {problem}"), now),

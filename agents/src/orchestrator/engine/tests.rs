@@ -4,20 +4,20 @@ use super::*;
 use muster_schemas::protocol::parse_protocol;
 use std::time::Duration;
 
-fn protocol(text: &str) -> Protocol {
+pub(crate) fn protocol(text: &str) -> Protocol {
     parse_protocol("p.yaml", text).unwrap_or_else(|d| panic!("fixture must validate: {d:?}"))
 }
 
-fn t(seconds: i64) -> Timestamp {
+pub(crate) fn t(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + seconds).unwrap()
 }
 
-fn run_of(text: &str, inputs: &[(&str, &str)]) -> RunSnapshot {
+pub(crate) fn run_of(text: &str, inputs: &[(&str, &str)]) -> RunSnapshot {
     let inputs = inputs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     new_run(Uuid::nil(), protocol(text), inputs, t(0))
 }
 
-fn result(work: &StepAssigned, outcome: Outcome, outputs: &[(&str, serde_json::Value)]) -> StepResult {
+pub(crate) fn result(work: &StepAssigned, outcome: Outcome, outputs: &[(&str, serde_json::Value)]) -> StepResult {
     StepResult {
         run_id: work.run_id,
         step_id: work.step_id.clone(),
@@ -35,7 +35,7 @@ fn result(work: &StepAssigned, outcome: Outcome, outputs: &[(&str, serde_json::V
     }
 }
 
-fn dispatched(effects: &[Effect]) -> Vec<StepAssigned> {
+pub(crate) fn dispatched(effects: &[Effect]) -> Vec<StepAssigned> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -53,14 +53,14 @@ fn ids(works: &[StepAssigned]) -> Vec<String> {
     works.iter().map(|w| format!("{}:{}", w.step_id, w.purpose.label())).collect()
 }
 
-fn changed(applied: Applied) -> Vec<Effect> {
+pub(crate) fn changed(applied: Applied) -> Vec<Effect> {
     match applied {
         Applied::Changed(effects) => effects,
         Applied::Ignored(why) => panic!("expected a change, got: {why}"),
     }
 }
 
-fn state(run: &RunSnapshot, id: &str) -> StepState {
+pub(crate) fn state(run: &RunSnapshot, id: &str) -> StepState {
     run.steps.iter().find(|s| s.id == id).map(|s| s.state).unwrap()
 }
 
@@ -260,8 +260,8 @@ fn phases_order_steps_and_shell_scripts_run_through_sh() {
 
 #[test]
 fn constructs_the_engine_cannot_run_are_named() {
-    let text = "id: p\ngroups: {ops: {}}\nsteps:\n  - {id: a, owner: sre, retry: {max_attempts: 3}, exec: {program: 'true'}}\n  - {id: b, owner: sre, approval: {approvers: {groups: [ops]}}}\n";
-    assert_eq!(unsupported(&protocol(text)), ["step `b` uses a `approval` action"]);
+    let text = "id: p\ngroups: {ops: {}}\nsteps:\n  - {id: a, owner: sre, retry: {max_attempts: 3}, exec: {program: 'true'}}\n  - {id: b, owner: sre, approval: {approvers: {groups: [ops]}}}\n  - {id: c, owner: sre, wait: {until: 'true'}}\n";
+    assert_eq!(unsupported(&protocol(text)), ["step `c` uses a `wait` action"]);
     assert!(unsupported(&protocol(DIAMOND)).is_empty());
     assert!(unsupported(&protocol(SAGA)).is_empty());
 }
