@@ -222,3 +222,82 @@ async fn fires_missed_while_down_run_once_or_are_skipped_as_the_protocol_says() 
         cancel.cancel();
     }
 }
+
+const SEED_LADDER: &str = r#"
+id: ladder
+version: "1"
+title: the seed-002 ladder, end to end
+groups:
+  infra-oncall: {members: [alice]}
+  leads: {members: [carol]}
+escalations:
+  - id: provisioning-timeout
+    title: Infrastructure provisioning timeout
+    severity: critical
+    when: {running_longer: {target: provision, threshold: 90m}}
+    options:
+      - {id: keep-waiting, description: Let it finish, effect: continue}
+      - {id: rollback, description: Destroy and start over, effect: rollback}
+    default: keep-waiting
+    fallback: rollback
+    responders: {groups: [infra-oncall, leads]}
+steps:
+  - id: provision
+    owner: devops
+    exec: {program: sleep, args: ["86400"]}
+    timeout: 20h
+    rollback: {exec: {program: "true"}}
+"#;
+
+/// Every notice published so far, as `(prompt, stage, protocol time since the first)`.
+async fn notices(bus: &MemoryBus) -> Vec<(String, String, Timestamp)> {
+    let stored = bus.history("muster.evt.*.notice", 1000).await.unwrap();
+    stored
+        .iter()
+        .map(|(_, bytes)| match wire::decode(bytes).unwrap().payload {
+            Payload::PromptNotice(notice) => (notice.prompt, notice.stage, clock::now()),
+            other => panic!("not a notice: {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_whole_seed_ladder_runs_on_protocol_time() {
+    let real = Instant::now();
+    let bus = bus();
+    let cancel = CancellationToken::new();
+    start(&bus, &[protocol(SEED_LADDER)], &cancel);
+    let id = trigger(&bus, "ladder").await;
+    let started = clock::now();
+    let mut seen: Vec<(String, SignedDuration)> = Vec::new();
+    // Watch the notices minute by minute for a day and a bit.
+    for _ in 0..(26 * 60) {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        for (prompt, stage, _) in notices(&bus).await.into_iter().skip(seen.len()) {
+            seen.push((format!("{prompt} {stage}"), clock::now().duration_since(started)));
+        }
+    }
+    let minutes: Vec<(String, i64)> = seen.iter().map(|(s, d)| (s.clone(), d.as_secs() / 60)).collect();
+    let names: Vec<&str> = minutes.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, ["ESC-1 raised", "ESC-1 renotified", "ESC-1 decision_due", "ESC-1 expired", "ESC-1 follow_up"]);
+    // Raised at the 90 min threshold, then triage 15, decide 30, fallback 60, follow-up 24 h.
+    let at: Vec<i64> = minutes.iter().map(|(_, m)| *m).collect();
+    for (got, want) in at.iter().zip([90, 105, 120, 150, 90 + 24 * 60]) {
+        assert!((want..=want + 1).contains(got), "stage times {minutes:?}");
+    }
+    let run = RunStore::new(bus.clone()).load(id).await.unwrap().unwrap().0;
+    // The rollback waits for the running step (it is not killed) — here until its 20 h timeout.
+    assert_eq!(run.state, RunState::RolledBack, "the fallback rolled the run back: {:?}", run.reason);
+    let trail = bus.history(&Subjects::default().audit(&id.to_string()), 1000).await.unwrap();
+    let changes: Vec<String> = trail
+        .iter()
+        .filter_map(|(_, b)| match wire::decode(b).unwrap().payload {
+            Payload::AuditRecord(r) => Some(r.changes),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(changes.iter().any(|c| c.contains("ESC-1") && c.contains("expired")), "{changes:#?}");
+    cancel.cancel();
+    println!("seed ladder: {minutes:?} of protocol time in {:?}", real.elapsed());
+}

@@ -54,6 +54,7 @@ pub fn describe(before: Option<&RunSnapshot>, after: &RunSnapshot) -> Vec<String
             out.push(format!("gate {}: {} → {}{verdict}{by}", new.id, old.state.as_str(), new.state.as_str()));
         }
     }
+    describe_prompts(before, after, &mut out);
     if before.paused != after.paused {
         out.push(if after.paused { "run paused" } else { "run resumed" }.to_owned());
     }
@@ -72,6 +73,41 @@ pub fn describe(before: Option<&RunSnapshot>, after: &RunSnapshot) -> Vec<String
         ));
     }
     out
+}
+
+/// Prompts raised, numbered, acknowledged, escalated to more people, answered or closed.
+fn describe_prompts(before: &RunSnapshot, after: &RunSnapshot, out: &mut Vec<String>) {
+    for (index, new) in after.prompts.iter().enumerate() {
+        let label = new.label();
+        let Some(old) = before.prompts.get(index) else {
+            out.push(format!("{label} raised ({:?} `{}`): {}", new.kind, new.source, new.title));
+            continue;
+        };
+        if old.number != new.number {
+            out.push(format!("{label} numbered ({:?} `{}`)", new.kind, new.source));
+        }
+        if old.acknowledged_by != new.acknowledged_by
+            && let Some(by) = &new.acknowledged_by
+        {
+            out.push(format!("{label} acknowledged by {by}"));
+        }
+        for added in new.notified.iter().skip(old.notified.len()) {
+            out.push(format!("{label} notified {added}"));
+        }
+        if old.state != new.state {
+            let how = new.outcome.as_ref().map(|o| {
+                let option = o.option.as_deref().map(|x| format!(" `{x}`")).unwrap_or_default();
+                let note = o.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
+                format!("{option} by {}{note}", o.by)
+            });
+            out.push(format!("{label}: {} → {}{}", old.state.as_str(), new.state.as_str(), how.unwrap_or_default()));
+        } else if old.fields != new.fields || old.approvals != new.approvals {
+            out.push(format!("{label}: {} field(s), {} approval(s) so far", new.fields.len(), new.approvals.len()));
+        }
+        if old.stage != new.stage {
+            out.push(format!("{label}: next ladder stage {:?}", new.stage));
+        }
+    }
 }
 
 impl<B: Bus> Orchestrator<B> {

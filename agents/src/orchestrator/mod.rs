@@ -175,6 +175,10 @@ impl<B: Bus> Orchestrator<B> {
         let mut resumed = 0;
         for (run, revision) in self.inner.store.list_with_revisions().await? {
             if run.state.is_terminal() {
+                // Ended runs only need their escalations' follow-up timers.
+                if let Some(at) = engine::prompts::next_due(&run, jiff::Timestamp::MIN) {
+                    self.inner.timers.arm(at, run.id);
+                }
                 continue;
             }
             // The record of the last write may not have been appended before a crash; the same

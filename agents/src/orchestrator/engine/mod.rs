@@ -260,7 +260,13 @@ fn settle_after_end(run: &mut RunSnapshot, result: &StepResult, now: Timestamp) 
 /// Re-evaluates a run whose timer fired (a retry backoff ended).
 pub fn tick(run: &mut RunSnapshot, now: Timestamp) -> Applied {
     if run.state.is_terminal() {
-        return Applied::Ignored(format!("run is already {}", run.state.as_str()));
+        // An ended run's escalations still ask for their follow-up.
+        let before = run.clone();
+        let effects = prompts::oversee(run, now);
+        if *run == before {
+            return Applied::Ignored(format!("run is already {}", run.state.as_str()));
+        }
+        return Applied::Changed(effects);
     }
     let before = run.clone();
     let mut effects = schedule::advance(run, now);
@@ -277,7 +283,8 @@ pub fn tick(run: &mut RunSnapshot, now: Timestamp) -> Applied {
 /// so a dispatch that did happen is dropped by the bus as a duplicate.
 pub fn resume(run: &RunSnapshot) -> Vec<Effect> {
     if run.state.is_terminal() {
-        return vec![Effect::Finished(run.state)];
+        let follow_ups = prompts::next_due(run, jiff::Timestamp::MIN).map(Effect::WakeAt);
+        return [Effect::Finished(run.state)].into_iter().chain(follow_ups).collect();
     }
     let mut effects: Vec<Effect> = (0..run.steps.len())
         .filter(|&i| run.steps[i].state == StepState::Running)
