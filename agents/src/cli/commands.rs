@@ -10,7 +10,7 @@ use crate::store::RunStore;
 use muster_bus::Bus;
 use muster_bus::subjects::Subjects;
 use muster_schemas::Payload;
-use muster_schemas::message::{Control, RefusalCode, RunAnswer, RunControl, RunTriggered};
+use muster_schemas::message::{Control, RefusalCode, RunControl, RunTriggered};
 use muster_schemas::protocol::{LoadError, Protocol, read_protocol, resolve_inputs};
 use muster_schemas::run::{RunSnapshot, RunState};
 use std::collections::BTreeMap;
@@ -184,24 +184,6 @@ async fn dead_letters_of<B: muster_bus::WorkQueue>(bus: &B, run: Uuid) -> Vec<Ru
     out
 }
 
-/// `muster answer RUN TARGET OPTION`.
-pub async fn answer(
-    settings: &Settings,
-    run_id: &str,
-    target: &str,
-    option: &str,
-    by: Option<String>,
-    cluster: Cluster,
-) -> u8 {
-    let Ok(id) = run_id.parse::<Uuid>() else {
-        eprintln!("error: `{run_id}` is not a run id");
-        return exit::INVALID;
-    };
-    let answer = RunAnswer { run_id: id, target: target.to_owned(), option: option.to_owned(), by: who(by) };
-    let subject = Subjects::new(settings.prefix.clone()).answer(&id.to_string());
-    decide(settings, cluster, &subject, id, Payload::RunAnswer(answer)).await
-}
-
 /// `muster cancel|pause|resume|retry|skip RUN`.
 pub async fn control(settings: &Settings, run_id: &str, control: Control, by: Option<String>, cluster: Cluster) -> u8 {
     let Ok(id) = run_id.parse::<Uuid>() else {
@@ -216,7 +198,7 @@ fn who(by: Option<String>) -> String {
     by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".to_owned())
 }
 
-async fn decide(settings: &Settings, cluster: Cluster, subject: &str, run_id: Uuid, payload: Payload) -> u8 {
+pub(super) async fn decide(settings: &Settings, cluster: Cluster, subject: &str, run_id: Uuid, payload: Payload) -> u8 {
     let bus = match connect_cluster(settings, cluster, "muster-cli").await {
         Ok(bus) => bus,
         Err(code) => return code,

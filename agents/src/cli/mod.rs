@@ -9,11 +9,13 @@ mod bench;
 mod client;
 mod commands;
 mod convert;
+mod prompts;
 mod services;
 pub mod settings;
 
 use clap::{Parser, Subcommand};
 use muster_schemas::Role;
+use muster_schemas::answer::AnswerAction;
 use muster_schemas::message::{Control, RunTriggered};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -106,17 +108,80 @@ pub enum Command {
         #[command(flatten)]
         cluster: Cluster,
     },
-    /// Answer a run that waits for a person (a gate that asks): continue, rollback or block.
+    /// Answer a prompt with one of its options: `muster answer ESC-12 rollback --note "disk full"`
+    /// (escalations, decisions), or a gate that asks: `muster answer RUN GATE continue|rollback|block`.
+    /// Signed with your key (`muster keygen`); the orchestrator checks you may answer it.
     Answer {
-        /// The run id.
-        run_id: String,
-        /// What waits: the gate id (see `muster status`).
-        target: String,
-        /// `continue`, `rollback` or `block`.
-        option: String,
-        /// Who answers (recorded in the run); your user name by default.
-        #[arg(long = "as", value_name = "NAME")]
-        by: Option<String>,
+        /// `ESC-12 OPTION`, or `RUN GATE OPTION`.
+        #[arg(num_args = 2..=3, value_name = "PROMPT OPTION", required = true)]
+        words: Vec<String>,
+        /// Why, kept with the answer.
+        #[arg(long)]
+        note: Option<String>,
+        /// Where the cluster is.
+        #[command(flatten)]
+        cluster: Cluster,
+    },
+    /// Acknowledge an escalation (triage): you are on it; a decision is still needed.
+    Ack(PromptRef),
+    /// Fill (some of) a form: `muster form F-3 project=atlas replicas=3`. Invalid values are
+    /// refused with the reason and nothing is kept; partial answers are kept.
+    Form {
+        /// The form, e.g. `F-3`.
+        prompt: String,
+        /// `field=value` (repeatable).
+        #[arg(value_name = "FIELD=VALUE", required = true, value_parser = parse_input)]
+        fields: Vec<(String, String)>,
+        /// Where the cluster is.
+        #[command(flatten)]
+        cluster: Cluster,
+    },
+    /// Approve an approval step. If it is bound to a plan, pass the binding `muster show` prints.
+    Approve {
+        /// The approval, e.g. `A-4`.
+        prompt: String,
+        /// The binding shown with the approval (`sha256:...`).
+        #[arg(long)]
+        binding: Option<String>,
+        /// Why, kept with the answer.
+        #[arg(long)]
+        note: Option<String>,
+        /// Where the cluster is.
+        #[command(flatten)]
+        cluster: Cluster,
+    },
+    /// Reject an approval (its step fails) or an escalation (its fallback applies).
+    Reject {
+        /// The prompt, e.g. `A-4` or `ESC-12`.
+        prompt: String,
+        /// Why.
+        #[arg(long, required = true)]
+        reason: String,
+        /// Where the cluster is.
+        #[command(flatten)]
+        cluster: Cluster,
+    },
+    /// Confirm a manual step done.
+    Done(PromptRef),
+    /// List what waits for people (escalations, forms, approvals, decisions, manual steps).
+    Escalations {
+        /// Include answered, expired and withdrawn ones.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Where the cluster is.
+        #[command(flatten)]
+        cluster: Cluster,
+    },
+    /// Show a prompt: what happened, the evidence, the options and the deadlines.
+    Show {
+        /// The prompt, e.g. `ESC-12`.
+        prompt: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
         /// Where the cluster is.
         #[command(flatten)]
         cluster: Cluster,
@@ -265,6 +330,19 @@ pub struct RunRef {
     pub cluster: Cluster,
 }
 
+/// A prompt to act on, and where the cluster is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PromptRef {
+    /// The prompt id, e.g. `ESC-12`.
+    pub prompt: String,
+    /// Why, kept with the answer.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Where the cluster is.
+    #[command(flatten)]
+    pub cluster: Cluster,
+}
+
 /// What `muster import` reads.
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
@@ -347,9 +425,24 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Skip { run, step, reason } => {
             commands::control(&settings, &run.run_id, Control::Skip { step, reason }, run.by, run.cluster).await
         }
-        Command::Answer { run_id, target, option, by, cluster } => {
-            commands::answer(&settings, &run_id, &target, &option, by, cluster).await
+        Command::Answer { mut words, note, cluster } => {
+            let option = words.pop().unwrap_or_default();
+            prompts::respond(&settings, &words, AnswerAction::Choose { option }, note, cluster).await
         }
+        Command::Ack(p) => prompts::respond(&settings, &[p.prompt], AnswerAction::Acknowledge, p.note, p.cluster).await,
+        Command::Form { prompt, fields, cluster } => {
+            let action = AnswerAction::Fill { fields: fields.into_iter().collect() };
+            prompts::respond(&settings, &[prompt], action, None, cluster).await
+        }
+        Command::Approve { prompt, binding, note, cluster } => {
+            prompts::respond(&settings, &[prompt], AnswerAction::Approve { binding }, note, cluster).await
+        }
+        Command::Reject { prompt, reason, cluster } => {
+            prompts::respond(&settings, &[prompt], AnswerAction::Reject { reason }, None, cluster).await
+        }
+        Command::Done(p) => prompts::respond(&settings, &[p.prompt], AnswerAction::Confirm, p.note, p.cluster).await,
+        Command::Escalations { all, json, cluster } => prompts::list(&settings, all, json, cluster).await,
+        Command::Show { prompt, json, cluster } => prompts::show(&settings, &prompt, json, cluster).await,
         Command::Validate { paths, json } => commands::validate(&paths, json),
         Command::Orchestrator { cluster, scenarios } => services::orchestrator(&settings, cluster, scenarios).await,
         Command::Agent { role, cluster, concurrency, id } => {
