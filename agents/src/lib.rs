@@ -2,6 +2,8 @@
 //!
 //! - [`orchestrator`]: triggers → runs, results → next dispatch; [`orchestrator::engine`] is the
 //!   pure state machine behind it.
+//! - [`authority`]: whether a signed answer from a person may be acted on (signature, expiry,
+//!   replay, responder map).
 //! - [`agent`]: the role-agent runtime (claim, execute, keep the lease, report, ack).
 //! - [`exec`]: running a program without a shell in its own process group.
 //! - [`judge`]: evaluating a quality gate's criteria into a verdict with evidence.
@@ -15,6 +17,7 @@
 //! - [`cli`]: the `muster` command line.
 
 pub mod agent;
+pub mod authority;
 pub mod cli;
 pub mod clock;
 pub mod embedded;

@@ -9,6 +9,7 @@ mod bench;
 mod client;
 mod commands;
 mod convert;
+pub mod keys;
 mod prompts;
 mod services;
 pub mod settings;
@@ -283,6 +284,20 @@ pub enum Command {
     },
     /// Measure step throughput and latency through NATS against the raw JetStream floor.
     Bench(bench::BenchArgs),
+    /// Create the key that signs your answers, and print what the orchestrator's muster.toml
+    /// needs to believe them. Never overwrites an existing key file.
+    Keygen {
+        /// Where to write the seed (mode 0600). Default: `answer_key` from muster.toml, else
+        /// ~/.config/muster/answer.nk.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The principal name to sign as (default: `principal` from muster.toml, else $USER).
+        #[arg(long)]
+        name: Option<String>,
+        /// Print {"public_key", "file"} as JSON instead of the muster.toml snippet.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `muster gateway --help`: what a caller must send.
@@ -452,6 +467,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             services::gateway(&settings, cluster, listen, scenarios).await
         }
         Command::Bench(args) => bench::run(&settings, args).await,
+        Command::Keygen { out, name, json } => keys::keygen(&settings, out, name, json),
         Command::Graph { file, format, output } => convert::graph(&file, format, output.as_deref()),
         Command::Import(ImportCommand::Speckit { file, id, owner, default_owner, exec, deadline, output }) => {
             let options = crate::import::speckit::ImportOptions {
