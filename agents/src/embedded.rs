@@ -52,6 +52,7 @@ impl Embedded {
                 protocols: BTreeMap::new(),
                 result_ack_wait: Duration::from_secs(30),
                 leader_ttl: Duration::from_secs(10),
+                responders: Default::default(),
             },
         );
         let token = cancel.clone();

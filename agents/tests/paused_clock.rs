@@ -37,6 +37,7 @@ fn start(bus: &MemoryBus, protocols: &[Protocol], cancel: &CancellationToken) {
             protocols: protocols.iter().map(|p| (p.id.clone(), p.clone())).collect(),
             result_ack_wait: Duration::from_secs(30),
             leader_ttl: Duration::from_secs(10),
+            responders: Default::default(),
         },
     );
     tokio::spawn(orchestrator.run(cancel.clone()));

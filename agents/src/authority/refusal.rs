@@ -101,12 +101,14 @@ pub enum Refusal {
         principal: String,
     },
     /// The person is genuine but not among those the prompt accepts answers from.
-    #[error("{person} may not answer {prompt}: they are neither listed nor in a listed group of its responders")]
+    #[error("{person} may not answer {prompt}: it is for {responders}")]
     NotAResponder {
         /// The person.
         person: String,
         /// What they answered.
         prompt: String,
+        /// Who may, in words (`group infra-oncall, user alice`).
+        responders: String,
     },
 }
 
@@ -171,7 +173,11 @@ mod tests {
             Refusal::NotSelf { principal: "p".into(), claimed: "q".into() },
             Refusal::UnknownIdentity { channel: Channel::Slack, id: "U1".into() },
             Refusal::Replayed { principal: "p".into() },
-            Refusal::NotAResponder { person: "alice".into(), prompt: "ESC-1".into() },
+            Refusal::NotAResponder {
+                person: "alice".into(),
+                prompt: "ESC-1".into(),
+                responders: "group oncall".into(),
+            },
         ];
         for refusal in &all {
             assert!(Refusal::LABELS.contains(&refusal.label()), "{refusal:?}");

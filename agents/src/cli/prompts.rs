@@ -29,7 +29,13 @@ async fn resolve(bus: &NatsBus, name: &str) -> Result<(Uuid, String), (u8, Strin
 }
 
 /// Signs `action` on `prompt` (a prompt id, or `RUN GATE` for a gate that asks) and sends it.
-pub async fn respond(settings: &Settings, target: &[String], action: AnswerAction, note: Option<String>, cluster: Cluster) -> u8 {
+pub async fn respond(
+    settings: &Settings,
+    target: &[String],
+    action: AnswerAction,
+    note: Option<String>,
+    cluster: Cluster,
+) -> u8 {
     let bus = match connect_cluster(settings, cluster.clone(), "muster-cli").await {
         Ok(bus) => bus,
         Err(code) => return code,
@@ -96,7 +102,8 @@ pub async fn list(settings: &Settings, all: bool, json: bool, cluster: Cluster) 
         println!("{:<8}  {:<10}  {:<12}  {:<36}  {:<25}  TITLE", "ID", "KIND", "STATE", "RUN", "NEXT DEADLINE");
         for (run, p) in rows {
             let due = p.due.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
-            let kind = serde_json::to_value(p.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let kind =
+                serde_json::to_value(p.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
             println!("{:<8}  {:<10}  {:<12}  {run}  {due:<25}  {}", p.id, kind, p.state.as_str(), p.title);
         }
     }

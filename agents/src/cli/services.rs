@@ -104,6 +104,7 @@ pub async fn orchestrator(settings: &Settings, cluster: Cluster, scenarios: Opti
         protocols,
         result_ack_wait: Duration::from_secs(30),
         leader_ttl: settings.leader_ttl.0,
+        responders: settings.responders.clone(),
     };
     match Orchestrator::new(bus, options).run(shutdown_on_signals()).await {
         Ok(()) => exit::OK,

@@ -8,7 +8,7 @@
 use super::{Orchestrator, engine};
 use crate::authority::{self, NonceError, Refusal};
 use crate::wire;
-use muster_bus::{Bus, Events};
+use muster_bus::Bus;
 use muster_schemas::Payload;
 use muster_schemas::answer::{AnswerAction, SignedAnswer};
 use muster_schemas::message::{AnswerReply, AuditRecord};
@@ -29,11 +29,6 @@ impl RefusalCounts {
         *total += 1;
         counts.values().sum()
     }
-
-    /// Refusals by label, for logs and tests.
-    pub fn snapshot(&self) -> std::collections::BTreeMap<&'static str, u64> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
-    }
 }
 
 impl<B: Bus> Orchestrator<B> {
@@ -48,7 +43,10 @@ impl<B: Bus> Orchestrator<B> {
             Ok(()) => {}
             Err(NonceError::Refused(refusal)) => return self.refuse(Some(verified.body.run_id), &refusal).await,
             Err(NonceError::Bus(err)) => {
-                return AnswerReply { accepted: false, message: format!("could not record the answer ({err}); send it again") };
+                return AnswerReply {
+                    accepted: false,
+                    message: format!("could not record the answer ({err}); send it again"),
+                };
             }
         }
         let body = verified.body;
@@ -132,7 +130,11 @@ fn authorised(map: &authority::ResponderMap, run: &RunSnapshot, name: &str, pers
     if authority::may_answer(map, person, &responders, &run.protocol.groups) {
         return Ok(());
     }
-    Err(Refusal::NotAResponder { person: person.to_owned(), prompt: name.to_owned(), responders: describe(&responders) })
+    Err(Refusal::NotAResponder {
+        person: person.to_owned(),
+        prompt: name.to_owned(),
+        responders: describe(&responders),
+    })
 }
 
 fn describe(responders: &muster_schemas::protocol::model::Responders) -> String {
@@ -160,7 +162,11 @@ fn answer(
             return Err(format!("gate `{name}` waits for continue, rollback or block"));
         };
         let effects = engine::apply_answer(run, name, option, person, now)?;
-        return Ok(engine::prompts::Answered { accepted: true, message: format!("gate `{name}`: {option} by {person}"), effects });
+        return Ok(engine::prompts::Answered {
+            accepted: true,
+            message: format!("gate `{name}`: {option} by {person}"),
+            effects,
+        });
     }
     engine::prompts::apply_answer(run, name, action, person, note, now)
 }

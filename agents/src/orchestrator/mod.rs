@@ -11,6 +11,7 @@
 //! repaired on start by [`Orchestrator::recover`], which re-issues the effects that every
 //! non-terminal snapshot implies; deterministic message ids make the repeats harmless.
 
+mod answers;
 mod audit;
 pub mod cron;
 pub mod engine;
@@ -52,6 +53,8 @@ pub struct OrchestratorOptions {
     pub result_ack_wait: Duration,
     /// How long the leadership lease lasts without renewal (a standby takes over after it).
     pub leader_ttl: Duration,
+    /// Who may answer, and whose signatures are believed (empty: no answer is accepted).
+    pub responders: crate::authority::ResponderMap,
 }
 
 /// The orchestrator service.
@@ -69,6 +72,8 @@ struct Inner<B> {
     timers: timers::Timers,
     /// The revision of the leadership lease this orchestrator holds (0: none).
     lease: AtomicU64,
+    /// Refused answers, by reason.
+    refusals: answers::RefusalCounts,
 }
 
 impl<B: Bus> Orchestrator<B> {
@@ -83,6 +88,7 @@ impl<B: Bus> Orchestrator<B> {
                 options,
                 timers: Default::default(),
                 lease: AtomicU64::new(0),
+                refusals: Default::default(),
             }),
         }
     }

@@ -41,13 +41,11 @@ impl<B: Bus> Orchestrator<B> {
     async fn on_request(&self, payload: &Bytes, cancel: &CancellationToken) -> AnswerReply {
         let refuse = |message: String| AnswerReply { accepted: false, message };
         match wire::decode(payload).map(|e| e.payload) {
-            Ok(Payload::RunAnswer(answer)) => {
-                let what = format!("{} answered {} to `{}`", answer.by, answer.option, answer.target);
-                self.decide(answer.run_id, what.clone(), &what, cancel, |run| {
-                    engine::apply_answer(run, &answer.target, &answer.option, &answer.by, crate::clock::now())
-                })
-                .await
-            }
+            Ok(Payload::SignedAnswer(signed)) => self.on_signed_answer(&signed, cancel).await,
+            Ok(Payload::RunAnswer(_)) => refuse(
+                "unsigned answers are refused: answers must be signed by a principal the orchestrator knows (muster keygen; docs/answers.md)"
+                    .to_owned(),
+            ),
             Ok(Payload::RunControl(control)) => {
                 let what = format!("{} asked: {:?}", control.by, control.control);
                 self.decide(control.run_id, what.clone(), &what, cancel, |run| {
@@ -55,7 +53,7 @@ impl<B: Bus> Orchestrator<B> {
                 })
                 .await
             }
-            Ok(other) => refuse(format!("expected run_answer or run_control, got {}", other.kind())),
+            Ok(other) => refuse(format!("expected signed_answer or run_control, got {}", other.kind())),
             Err(err) => refuse(format!("undecodable request: {err}")),
         }
     }
