@@ -10,11 +10,19 @@
 //! - [`store`]: run snapshots in KV with compare-and-set.
 //! - [`wire`]: envelopes on the bus and deterministic message ids.
 //! - [`gateway`]: the HTTP gateway that starts runs from signed webhook requests.
+//! - [`bridge`]: where people answer prompts from outside the CLI: [`bridge::slack`] (slash
+//!   commands, buttons, incoming webhooks).
 //! - [`embedded`]: the whole system in one process over the memory bus (`muster run`).
 //! - [`clock`]: the orchestrator's time, from tokio's clock so tests can pause it.
 //! - [`cli`]: the `muster` command line.
 
 pub mod agent;
+/// The bridge between people and prompts. Declared inline so that this branch adds no
+/// `bridge/mod.rs` of its own: the integrator replaces this block with `pub mod bridge;` and
+/// lists these modules in that file.
+pub mod bridge {
+    pub mod slack;
+}
 pub mod cli;
 pub mod clock;
 pub mod embedded;
