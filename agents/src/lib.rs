@@ -11,7 +11,7 @@
 //! - [`wire`]: envelopes on the bus and deterministic message ids.
 //! - [`gateway`]: the HTTP gateway that starts runs from signed webhook requests.
 //! - [`bridge`]: where people answer prompts from outside the CLI: [`bridge::slack`] (slash
-//!   commands, buttons, incoming webhooks).
+//!   commands, buttons, incoming webhooks) and [`bridge::http_api`] (bearer-token JSON API).
 //! - [`embedded`]: the whole system in one process over the memory bus (`muster run`).
 //! - [`clock`]: the orchestrator's time, from tokio's clock so tests can pause it.
 //! - [`cli`]: the `muster` command line.
@@ -21,6 +21,7 @@ pub mod agent;
 /// `bridge/mod.rs` of its own: the integrator replaces this block with `pub mod bridge;` and
 /// lists these modules in that file.
 pub mod bridge {
+    pub mod http_api;
     pub mod slack;
 }
 pub mod cli;
