@@ -152,7 +152,14 @@ impl Cluster {
 
     /// Runs a muster command to completion (bounded).
     pub fn muster(&self, args: &[&str]) -> Output {
-        let child = self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn muster");
+        self.muster_with(&[], args)
+    }
+
+    /// [`Cluster::muster`] with extra environment variables (e.g. who signs an answer).
+    pub fn muster_with(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied());
+        let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn muster");
         let pid = child.id();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
