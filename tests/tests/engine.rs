@@ -130,10 +130,11 @@ gates:
 fn a_failing_gate_waits_for_muster_answer() {
     let cluster = Cluster::start();
     cluster.scenario("gated.yaml", GATED);
+    // The gate is owned by sre: people of the `sre` group may answer it.
+    cluster.responders(&[("alice", &["sre"]), ("mallory", &[])]);
     let _orchestrator = cluster.orchestrator("orchestrator", &cluster.path("scenarios"));
     let _agents: Vec<_> =
         ["resource", "devops", "security", "sre"].iter().map(|r| cluster.agent(&format!("{r}-agent"), r)).collect();
-    let url = cluster.nats.url();
 
     let passing = cluster.trigger("gated", &[]);
     let status = cluster.wait_terminal(&passing, Duration::from_secs(30));
@@ -156,13 +157,14 @@ fn a_failing_gate_waits_for_muster_answer() {
     assert_eq!(waiting["gates"][0]["evidence"][0]["met"], false);
     assert_eq!(waiting["steps"][1]["state"], "pending", "deploy is held by the gate");
 
-    let refused = cluster.muster(&["answer", &failing, "clean", "approve", "--as", "alice", "--nats", &url]);
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("continue, rollback or block"));
-    assert_eq!(cluster.status(&failing)["state"], "waiting", "a wrong answer changes nothing");
+    let (ok, said) = cluster.muster_as("alice", &["answer", &failing, "clean", "approve"]);
+    assert!(!ok && said.contains("continue, rollback or block"), "{said}");
+    let (ok, said) = cluster.muster_as("mallory", &["answer", &failing, "clean", "continue"]);
+    assert!(!ok && said.contains("mallory may not answer clean: it is for group sre"), "{said}");
+    assert_eq!(cluster.status(&failing)["state"], "waiting", "refused answers change nothing");
 
-    let answered = cluster.muster(&["answer", &failing, "clean", "continue", "--as", "alice", "--nats", &url]);
-    assert_eq!(answered.status.code(), Some(0), "{}", String::from_utf8_lossy(&answered.stderr));
+    let (ok, said) = cluster.muster_as("alice", &["answer", &failing, "clean", "continue"]);
+    assert!(ok, "{said}");
     let status = cluster.wait_terminal(&failing, Duration::from_secs(30));
     assert_eq!(status["state"], "succeeded", "{status:#}");
     assert_eq!(status["gates"][0]["decided_by"], "alice");

@@ -39,33 +39,6 @@ steps:
       responders: {users: [alice]}
 "#;
 
-/// `muster keygen` for `name`; returns the public key.
-fn keygen(cluster: &Cluster, name: &str) -> String {
-    let file = cluster.path(&format!("{name}.nk"));
-    let out = cluster.muster(&["keygen", "--out", file.to_str().unwrap(), "--name", name, "--json"]);
-    assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
-    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    value["public_key"].as_str().unwrap().to_owned()
-}
-
-struct As<'a> {
-    cluster: &'a Cluster,
-    key: String,
-    name: &'a str,
-}
-
-impl As<'_> {
-    fn muster(&self, args: &[&str]) -> (bool, String) {
-        let url = self.cluster.nats.url();
-        let mut all = args.to_vec();
-        all.extend(["--nats", &url]);
-        let env = [("MUSTER_PRINCIPAL", self.name), ("MUSTER_ANSWER_KEY", self.key.as_str())];
-        let out = self.cluster.muster_with(&env, &all);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), text)
-    }
-}
-
 fn prompts(cluster: &Cluster) -> Vec<serde_json::Value> {
     let out = cluster.muster(&["escalations", "--json", "--nats", &cluster.nats.url()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -86,47 +59,38 @@ fn wait_for_prompt(cluster: &Cluster, kind: &str) -> String {
 fn people_answer_escalations_and_forms_from_the_cli_and_only_responders_count() {
     let cluster = Cluster::start();
     cluster.scenario("needs-people.yaml", NEEDS_PEOPLE);
-    let (alice_key, mallory_key) = (keygen(&cluster, "alice"), keygen(&cluster, "mallory"));
-    std::fs::write(
-        cluster.path("muster.toml"),
-        format!(
-            "[responders.people.alice]\ncli = [\"alice\"]\n[responders.people.mallory]\ncli = [\"mallory\"]\n\
-             [responders.principals.alice]\npublic_key = \"{alice_key}\"\nspeaks_for = [\"cli\"]\n\
-             [responders.principals.mallory]\npublic_key = \"{mallory_key}\"\nspeaks_for = [\"cli\"]\n"
-        ),
-    )
-    .unwrap();
+    cluster.responders(&[("alice", &[]), ("mallory", &[])]);
     let _orchestrator = cluster.orchestrator("orchestrator", &cluster.path("scenarios"));
     let _agents: Vec<_> = ["devops", "sre"].iter().map(|r| cluster.agent(&format!("{r}-agent"), r)).collect();
-    let alice = As { cluster: &cluster, key: cluster.path("alice.nk").display().to_string(), name: "alice" };
-    let mallory = As { cluster: &cluster, key: cluster.path("mallory.nk").display().to_string(), name: "mallory" };
+    let alice = |args: &[&str]| cluster.muster_as("alice", args);
+    let mallory = |args: &[&str]| cluster.muster_as("mallory", args);
     let run = cluster.trigger("needs-people", &[]);
 
     let esc = wait_for_prompt(&cluster, "escalation");
     assert!(esc.starts_with("ESC-"), "{esc}");
     let status = cluster.status(&run);
     assert_eq!(status["state"], "waiting", "a failed step that escalates holds the run: {status:#}");
-    let (_, shown) = alice.muster(&["show", &esc]);
+    let (_, shown) = alice(&["show", &esc]);
     assert!(shown.contains("disk full") && shown.contains("retry") && shown.contains("`skip` runs at"), "{shown}");
 
-    let (ok, said) = mallory.muster(&["answer", &esc, "skip"]);
+    let (ok, said) = mallory(&["answer", &esc, "skip"]);
     assert!(!ok && said.contains("mallory may not answer") && said.contains("group oncall"), "{said}");
-    let (ok, said) = alice.muster(&["answer", &esc, "yolo"]);
+    let (ok, said) = alice(&["answer", &esc, "yolo"]);
     assert!(!ok && said.contains("valid options: retry, skip"), "{said}");
     assert_eq!(cluster.status(&run)["state"], "waiting", "refused answers change nothing");
-    let (ok, said) = alice.muster(&["answer", &esc, "skip", "--note", "done by hand"]);
+    let (ok, said) = alice(&["answer", &esc, "skip", "--note", "done by hand"]);
     assert!(ok, "{said}");
-    let (ok, said) = alice.muster(&["answer", &esc, "retry"]);
+    let (ok, said) = alice(&["answer", &esc, "retry"]);
     assert!(!ok && said.contains("already answered `skip` by alice"), "{said}");
 
     let form = wait_for_prompt(&cluster, "form");
-    let (ok, said) = alice.muster(&["form", &form, "ticket=1234", "minutes=5"]);
+    let (ok, said) = alice(&["form", &form, "ticket=1234", "minutes=5"]);
     assert!(!ok && said.contains("nothing was kept") && said.contains("ticket"), "{said}");
-    let (ok, said) = alice.muster(&["form", &form, "ticket=CHG-77"]);
+    let (ok, said) = alice(&["form", &form, "ticket=CHG-77"]);
     assert!(ok && said.contains("still missing: minutes"), "{said}");
-    let (ok, said) = mallory.muster(&["form", &form, "minutes=5"]);
+    let (ok, said) = mallory(&["form", &form, "minutes=5"]);
     assert!(!ok && said.contains("may not answer"), "{said}");
-    let (ok, said) = alice.muster(&["form", &form, "minutes=45"]);
+    let (ok, said) = alice(&["form", &form, "minutes=45"]);
     assert!(ok, "{said}");
 
     let status = cluster.wait_terminal(&run, Duration::from_secs(30));

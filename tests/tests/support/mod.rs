@@ -175,6 +175,38 @@ impl Cluster {
         }
     }
 
+    /// Gives each person a key (`muster keygen`) and writes the orchestrator's responder map
+    /// (`muster.toml` in the cluster directory): CLI identity = name, with the given groups.
+    /// Start the orchestrator after this.
+    pub fn responders(&self, people: &[(&str, &[&str])]) {
+        let mut toml = String::new();
+        for (name, groups) in people {
+            let file = self.path(&format!("{name}.nk"));
+            let out = self.muster(&["keygen", "--out", file.to_str().unwrap(), "--name", name, "--json"]);
+            assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
+            let key: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let groups: Vec<String> = groups.iter().map(|g| format!("\"{g}\"")).collect();
+            toml.push_str(&format!(
+                "[responders.people.{name}]\ncli = [\"{name}\"]\ngroups = [{}]\n[responders.principals.{name}]\npublic_key = \"{}\"\nspeaks_for = [\"cli\"]\n",
+                groups.join(", "),
+                key["public_key"].as_str().unwrap()
+            ));
+        }
+        std::fs::write(self.path("muster.toml"), toml).unwrap();
+    }
+
+    /// A muster command against this cluster, signing answers as `name` (see
+    /// [`Cluster::responders`]); returns success and stdout + stderr.
+    pub fn muster_as(&self, name: &str, args: &[&str]) -> (bool, String) {
+        let url = self.nats.url();
+        let mut all = args.to_vec();
+        all.extend(["--nats", &url]);
+        let key = self.path(&format!("{name}.nk")).display().to_string();
+        let out = self.muster_with(&[("MUSTER_PRINCIPAL", name), ("MUSTER_ANSWER_KEY", &key)], &all);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
     /// `muster status <id> --json`, parsed.
     pub fn status(&self, run_id: &str) -> serde_json::Value {
         let url = self.nats.url();
