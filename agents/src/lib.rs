@@ -10,11 +10,13 @@
 //! - [`store`]: run snapshots in KV with compare-and-set.
 //! - [`wire`]: envelopes on the bus and deterministic message ids.
 //! - [`gateway`]: the HTTP gateway that starts runs from signed webhook requests.
+//! - [`bridge`]: the chat bridge that carries prompts to a Matrix room and answers back.
 //! - [`embedded`]: the whole system in one process over the memory bus (`muster run`).
 //! - [`clock`]: the orchestrator's time, from tokio's clock so tests can pause it.
 //! - [`cli`]: the `muster` command line.
 
 pub mod agent;
+pub mod bridge;
 pub mod cli;
 pub mod clock;
 pub mod embedded;
