@@ -12,8 +12,8 @@
 //! - [`store`]: run snapshots in KV with compare-and-set.
 //! - [`wire`]: envelopes on the bus and deterministic message ids.
 //! - [`gateway`]: the HTTP gateway that starts runs from signed webhook requests.
-//! - [`bridge`]: where people answer prompts from outside the CLI: [`bridge::slack`] (slash
-//!   commands, buttons, incoming webhooks) and [`bridge::http_api`] (bearer-token JSON API).
+//! - [`bridge`]: where people answer prompts outside the CLI: a Matrix room (`muster bridge`),
+//!   [`bridge::slack`] (slash commands, buttons, incoming webhooks) and [`bridge::http_api`].
 //! - [`embedded`]: the whole system in one process over the memory bus (`muster run`).
 //! - [`clock`]: the orchestrator's time, from tokio's clock so tests can pause it.
 //! - [`cli`]: the `muster` command line.

@@ -9,7 +9,10 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // User commands keep quiet unless asked; services log at info.
-    let service = matches!(cli.command, Command::Orchestrator { .. } | Command::Agent { .. } | Command::Gateway { .. });
+    let service = matches!(
+        cli.command,
+        Command::Orchestrator { .. } | Command::Agent { .. } | Command::Gateway { .. } | Command::Bridge(_)
+    );
     let level = match (cli.verbose, service) {
         (0, false) => "warn",
         (0, true) | (1, _) => "info",

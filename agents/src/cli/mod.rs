@@ -282,6 +282,10 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         scenarios: Option<PathBuf>,
     },
+    /// Run the chat bridge: post prompts (escalations, approvals, forms, ...) to a Matrix room
+    /// and carry people's answers back, signed by the bridge's principal.
+    #[command(after_help = BRIDGE_HELP)]
+    Bridge(BridgeArgs),
     /// Measure step throughput and latency through NATS against the raw JetStream floor.
     Bench(bench::BenchArgs),
     /// Create the key that signs your answers, and print what the orchestrator's muster.toml
@@ -298,6 +302,50 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `muster bridge`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("matrix_login").required(true).args(["matrix_user", "matrix_token_env"])))]
+pub struct BridgeArgs {
+    /// Where the cluster is.
+    #[command(flatten)]
+    pub cluster: Cluster,
+    /// The Matrix homeserver's base URL, e.g. https://matrix.example.org.
+    #[arg(long, value_name = "URL")]
+    pub matrix_homeserver: String,
+    /// The room to post in and read answers from: an id (!abc:example.org) or an alias
+    /// (#ops:example.org). The bridge joins it at start, so invite its user first.
+    #[arg(long, value_name = "ROOM_ID_OR_ALIAS")]
+    pub matrix_room: String,
+    /// Log in as this user (localpart or @user:server) with m.login.password.
+    #[arg(long, value_name = "USER", requires = "matrix_password_env", conflicts_with = "matrix_token_env")]
+    pub matrix_user: Option<String>,
+    /// The environment variable holding that user's password (never a flag: flags show in `ps`).
+    #[arg(long, value_name = "VAR", requires = "matrix_user")]
+    pub matrix_password_env: Option<String>,
+    /// Use the access token in this environment variable instead of a password.
+    #[arg(long, value_name = "VAR")]
+    pub matrix_token_env: Option<String>,
+    /// The device id of password logins. Keep it fixed: the homeserver scopes the transaction
+    /// ids that keep retried posts from doubling to the device.
+    #[arg(long, value_name = "ID", default_value = "MUSTER_BRIDGE")]
+    pub matrix_device_id: String,
+    /// Messages read per /sync; more arriving at once (say, while the bridge was down) are read
+    /// back page by page.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub matrix_timeline_limit: u32,
+    /// File holding the principal's nkey seed (SU...). Answers are signed with it; the
+    /// orchestrator's responder map must trust the matching public key (logged at start).
+    #[arg(long, value_name = "SEEDFILE")]
+    pub key_file: PathBuf,
+    /// The principal the bridge signs as (its name in the responder map).
+    #[arg(long, value_name = "NAME", default_value = "bridge")]
+    pub principal: String,
+    /// How long a notice stays claimed while it is posted; after a crash it is posted (once)
+    /// when this has passed.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub notice_lease: muster_schemas::protocol::DurationSpec,
 }
 
 /// `muster gateway --help`: what a caller must send.
@@ -331,6 +379,33 @@ Signing with openssl and sending with curl:
     --data-binary "$body"
 
 Sign the exact bytes you send (curl -d would strip newlines; use --data-binary)."#;
+
+/// `muster bridge --help`: what people type and what the bridge needs.
+const BRIDGE_HELP: &str = r#"What people type in the room (case does not matter; prefix with !muster or mention the bot
+when it is not obviously a command):
+  help                                   list the commands
+  show ESC-12                            post the prompt's latest notice again
+  ack ESC-12                             acknowledge an escalation
+  answer ESC-12 <option> [because <why>] pick an option of an escalation or decision (ESC, D)
+  approve A-4 [<binding>]                approve
+  reject A-4 <reason>                    reject an approval or an escalation's request
+  form F-3 field=value f2="two words"    fill form fields
+  done M-6 [because <note>]              confirm a manual step
+
+Each prompt gets a thread: the first notice is its root, later notices and replies go in it.
+Answers are signed as the principal for the Matrix user who typed them and expire after 5
+minutes; the orchestrator decides who may answer what and says why when it refuses.
+
+Setup:
+  nk -gen user > bridge.seed && chmod 600 bridge.seed    # any nkey user seed (SU...)
+  export MATRIX_PASSWORD=...
+  muster bridge --nats nats://127.0.0.1:4222 \
+    --matrix-homeserver https://matrix.example.org --matrix-room '#ops:example.org' \
+    --matrix-user muster --matrix-password-env MATRIX_PASSWORD --key-file bridge.seed
+
+`bridge ready` in the log shows the public key (U...) to put in the responder map.
+The bridge keeps its /sync position, each prompt's thread and latest notice in the
+muster_prompts bucket, so a restart neither repeats nor misses anything."#;
 
 /// A run to act on, who acts, and where the cluster is.
 #[derive(Debug, Clone, clap::Args)]
@@ -468,6 +543,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Bench(args) => bench::run(&settings, args).await,
         Command::Keygen { out, name, json } => keys::keygen(&settings, out, name, json),
+        Command::Bridge(args) => services::bridge(&settings, args).await,
         Command::Graph { file, format, output } => convert::graph(&file, format, output.as_deref()),
         Command::Import(ImportCommand::Speckit { file, id, owner, default_owner, exec, deadline, output }) => {
             let options = crate::import::speckit::ImportOptions {

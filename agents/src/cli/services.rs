@@ -1,10 +1,14 @@
-//! The long-running services: `muster orchestrator`, `muster agent <role>` and `muster gateway`.
+//! The long-running services: `muster orchestrator`, `muster agent <role>`, `muster gateway` and
+//! `muster bridge`.
 
-use super::Cluster;
 use super::commands::{load, protocol_files};
 use super::exit;
 use super::settings::Settings;
+use super::{BridgeArgs, Cluster};
 use crate::agent::{Agent, AgentOptions};
+use crate::bridge::answers::Signer;
+use crate::bridge::matrix::{AccessToken, Login};
+use crate::bridge::{Bridge, BridgeOptions};
 use crate::gateway::{self, GatewayOptions, Webhooks};
 use crate::orchestrator::{Orchestrator, OrchestratorOptions};
 use muster_bus::nats::{NatsBus, NatsOptions};
@@ -199,6 +203,73 @@ pub async fn gateway(settings: &Settings, cluster: Cluster, listen: SocketAddr, 
             exit::UNAVAILABLE
         }
     }
+}
+
+/// `muster bridge`.
+pub async fn bridge(settings: &Settings, args: BridgeArgs) -> u8 {
+    // Secrets are read here, once: the key from its file, the password or token from the
+    // environment variable named on the command line.
+    let signer = match read_signer(&args.key_file, &args.principal) {
+        Ok(signer) => signer,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::INVALID;
+        }
+    };
+    let secret = |var: &str| {
+        std::env::var(var).ok().filter(|v| !v.is_empty()).map(AccessToken::new).ok_or_else(|| {
+            eprintln!("error: the environment variable {var} is not set (or empty)");
+            exit::INVALID
+        })
+    };
+    let login = match (&args.matrix_user, &args.matrix_password_env, &args.matrix_token_env) {
+        (Some(user), Some(var), None) => match secret(var) {
+            Ok(password) => Login::Password { user: user.clone(), password, device_id: args.matrix_device_id.clone() },
+            Err(code) => return code,
+        },
+        (None, None, Some(var)) => match secret(var) {
+            Ok(token) => Login::Token(token),
+            Err(code) => return code,
+        },
+        _ => {
+            eprintln!("error: pass --matrix-user with --matrix-password-env, or --matrix-token-env");
+            return exit::INVALID;
+        }
+    };
+    let url = match require_url(settings, args.cluster) {
+        Ok(url) => url,
+        Err(code) => return code,
+    };
+    let id = format!("bridge-{}-{}", hostname(), std::process::id());
+    let bus = match connect(settings, &url, &id).await {
+        Ok(bus) => bus,
+        Err(code) => return code,
+    };
+    let subjects = Subjects::new(settings.prefix.clone());
+    let mut options = BridgeOptions::new(subjects, id, args.matrix_homeserver, login, args.matrix_room, signer);
+    options.notice_lease = args.notice_lease.0.max(Duration::from_secs(1));
+    options.timeline_limit = args.matrix_timeline_limit;
+    match Bridge::new(bus, options).run(shutdown_on_signals()).await {
+        Ok(()) => exit::OK,
+        Err(err) => {
+            error!(error = %err, "bridge failed");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+/// The principal's signer from its seed file, with a warning when others can read the file.
+fn read_signer(path: &Path, principal: &str) -> Result<Signer, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|err| format!("cannot read the key file {}: {err}", path.display()))?;
+    if let Ok(metadata) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode();
+        if mode & 0o077 != 0 {
+            warn!(file = %path.display(), mode = format!("{:o}", mode & 0o777), "the key file is readable by others; chmod 600 it");
+        }
+    }
+    Signer::new(principal, &text).map_err(|err| format!("{}: {err}", path.display()))
 }
 
 fn hostname() -> String {
