@@ -1,11 +1,11 @@
 //! End-to-end: the real `muster bridge` process between a real Synapse homeserver and a real
 //! `nats-server`.
 //!
-//! The orchestrator's side of prompts is played by the test: it publishes `PromptNotice`
-//! events, registers prompt numbers in KV, and answers `muster.answer.<run>` from
-//! [`stand_in_orchestrator`], which checks each signature with the bridge's public key and lets
-//! only `@alice` answer. Swapping that one function for a real orchestrator (with a responder map
-//! trusting the bridge's key) is all the real thing needs.
+//! The first two tests play the orchestrator's side of prompts themselves, to reach corners the
+//! real one would take minutes to produce: they publish `PromptNotice` events, register prompt
+//! numbers in KV, and answer `muster.answer.<run>` from [`stand_in_orchestrator`], which checks
+//! each signature with the bridge's public key and lets only `@alice` answer. The last test runs
+//! the real orchestrator and agents with a responder map that trusts the bridge's key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -369,4 +369,111 @@ async fn a_restarted_bridge_posts_once_and_answers_what_it_missed() {
     assert_eq!(after.len(), before + 1, "only the reply to `show` is new: {:#?}", &after[before..]);
     assert!(body(after.last().unwrap()).contains("(reminder)"), "show repeats the latest stage");
     assert!(world.answers.try_recv().is_err(), "no answer was sent twice");
+}
+
+const ESCALATES: &str = r#"
+id: escalates
+version: "1"
+title: A deploy that asks the room
+groups:
+  oncall: {members: [alice]}
+escalations:
+  - id: deploy-failed
+    title: The deploy failed
+    severity: high
+    options:
+      - {id: retry, description: Try again, effect: retry}
+      - {id: skip, description: Go on without it, effect: skip}
+    fallback: skip
+    responders: {groups: [oncall]}
+steps:
+  - id: deploy
+    owner: devops
+    exec: {program: sh, args: ["-c", "echo 'ENOSPC: disk full' >&2; exit 3"]}
+    on_failure: {escalate: deploy-failed}
+  - id: after
+    owner: sre
+    needs: [deploy]
+    exec: {program: "true"}
+"#;
+
+/// The whole loop with no stand-ins: the real orchestrator raises the escalation, the bridge
+/// posts it, an unlisted user's reply is refused in the room and changes nothing, the bridge is
+/// killed and restarted between the post and the answer, and the allowed user's reply resumes
+/// the run, confirmed in the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_from_the_room_resumes_a_real_run_and_only_responders_count() {
+    let mut cluster = Cluster::start();
+    let synapse = Synapse::start().await;
+    let bridge_user = synapse.register("muster", BRIDGE_PASSWORD).await;
+    cluster.setting("BRIDGE_TEST_PASSWORD", BRIDGE_PASSWORD);
+    let alice = synapse.register("alice", "alice-password").await;
+    let mallory = synapse.register("mallory", "mallory-password").await;
+    let room = alice.create_room("ops", &[&bridge_user.user_id, &mallory.user_id]).await;
+    mallory.join(&room).await;
+
+    cluster.scenario("escalates.yaml", ESCALATES);
+    let key_file = cluster.path("bridge.nk");
+    let out = cluster.muster(&["keygen", "--out", key_file.to_str().unwrap(), "--name", "bridge", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let public_key = serde_json::from_slice::<Value>(&out.stdout).unwrap()["public_key"].as_str().unwrap().to_owned();
+    std::fs::write(
+        cluster.path("muster.toml"),
+        format!(
+            "[responders.people.alice]\nmatrix = [\"@alice:localhost\"]\n[responders.people.mallory]\nmatrix = [\"@mallory:localhost\"]\n\
+             [responders.principals.bridge]\npublic_key = \"{public_key}\"\nspeaks_for = [\"matrix\"]\n"
+        ),
+    )
+    .unwrap();
+    let _orchestrator = cluster.orchestrator("orchestrator", &cluster.path("scenarios"));
+    let _agents: Vec<_> = ["devops", "sre"].iter().map(|r| cluster.agent(&format!("{r}-agent"), r)).collect();
+    let url = cluster.nats.url();
+    let bridge_args = |name: &str| {
+        let args = [
+            "bridge",
+            "--nats",
+            &url,
+            "--matrix-homeserver",
+            &synapse.base,
+            "--matrix-room",
+            "#ops:localhost",
+            "--matrix-user",
+            "muster",
+            "--matrix-password-env",
+            "BRIDGE_TEST_PASSWORD",
+            "--key-file",
+            key_file.to_str().unwrap(),
+        ];
+        let mut proc = cluster.spawn(name, &args);
+        tokio::task::block_in_place(|| proc.wait_for_log("bridge ready", Duration::from_secs(30)));
+        proc
+    };
+    let mut first = bridge_args("bridge-1");
+    let run = cluster.trigger("escalates", &[]);
+    let from_bridge = |m: &Value| m["sender"] == bridge_user.user_id.as_str();
+    let root = alice.wait_for(&room, &bridge_user.user_id, WAIT, |m| body(m).starts_with("[ESC-")).await;
+    let prompt = body(&root).trim_start_matches('[').split(']').next().unwrap().to_owned();
+    assert!(body(&root).contains("ENOSPC: disk full"), "the context package carries the output tail: {}", body(&root));
+    assert_eq!(cluster.status(&run)["state"], "waiting");
+
+    mallory.say(&room, &format!("answer {prompt} skip")).await;
+    let refusal = alice.wait_for(&room, &bridge_user.user_id, WAIT, |m| body(m).starts_with("❌ @mallory")).await;
+    assert!(body(&refusal).contains("mallory may not answer"), "{}", body(&refusal));
+    assert_eq!(cluster.status(&run)["state"], "waiting", "a refused answer changes nothing");
+
+    // The bridge dies between the post and the answer; its successor loses nothing.
+    tokio::task::block_in_place(|| first.kill9());
+    alice.say(&room, &format!("answer {prompt} skip because fixed by hand")).await;
+    let _second = bridge_args("bridge-2");
+    let confirmed = alice.wait_for(&room, &bridge_user.user_id, WAIT, |m| body(m).starts_with("✅ @alice")).await;
+    assert!(body(&confirmed).contains("chose `skip`"), "{}", body(&confirmed));
+    let status = tokio::task::block_in_place(|| cluster.wait_terminal(&run, Duration::from_secs(30)));
+    assert_eq!(status["state"], "succeeded", "{status:#}");
+    let roots = alice
+        .messages(&room)
+        .await
+        .into_iter()
+        .filter(|m| from_bridge(m) && body(m).starts_with(&format!("[{prompt}]")) && thread_of(m).is_none())
+        .count();
+    assert_eq!(roots, 1, "the escalation was posted once");
 }

@@ -29,12 +29,12 @@
 
 pub mod answers;
 mod chat;
-pub mod http_api;
-pub mod slack;
 pub mod commands;
+pub mod http_api;
 pub mod matrix;
 mod notices;
 pub mod render;
+pub mod slack;
 pub mod state;
 
 use answers::Signer;

@@ -6,7 +6,7 @@ use crate::{Error, Result, wire};
 use bytes::Bytes;
 use muster_bus::{Bucket, Bus, Kv};
 use muster_schemas::Payload;
-use muster_schemas::message::PromptNotice;
+use muster_schemas::message::{PromptKind, PromptNotice};
 use muster_schemas::run::RunSnapshot;
 use tracing::info;
 use uuid::Uuid;
@@ -18,6 +18,11 @@ pub struct PromptIndex {
     pub run_id: Uuid,
     /// Its position in the run's prompts.
     pub index: usize,
+    /// What kind of prompt it is (the prefix people type must match it).
+    pub kind: muster_schemas::message::PromptKind,
+    /// One line, for people.
+    #[serde(default)]
+    pub title: String,
 }
 
 /// The run of prompt number `number`, if any.
@@ -50,7 +55,7 @@ async fn next_number<K: Kv>(kv: &K) -> Result<u64> {
 
 /// The number of prompt `index` of `run`: the one allocated before (a repeat after a crash),
 /// else a new one, recorded under both keys.
-async fn number_of<K: Kv>(kv: &K, run: Uuid, index: usize) -> Result<u64> {
+async fn number_of<K: Kv>(kv: &K, run: Uuid, index: usize, kind: PromptKind, title: &str) -> Result<u64> {
     let key = format!("r.{run}.{index}");
     let parse = |bytes: &[u8]| std::str::from_utf8(bytes).ok().and_then(|t| t.parse::<u64>().ok());
     if let Some(entry) = kv.kv_get(Bucket::Prompts, &key).await? {
@@ -65,7 +70,8 @@ async fn number_of<K: Kv>(kv: &K, run: Uuid, index: usize) -> Result<u64> {
         }
         Err(err) => return Err(err.into()),
     };
-    let value = serde_json::to_vec(&PromptIndex { run_id: run, index }).map_err(|e| Error::Invalid(e.to_string()))?;
+    let value = serde_json::to_vec(&PromptIndex { run_id: run, index, kind, title: title.to_owned() })
+        .map_err(|e| Error::Invalid(e.to_string()))?;
     match kv.kv_create(Bucket::Prompts, &format!("n.{number}"), Bytes::from(value)).await {
         Ok(_) | Err(muster_bus::Error::AlreadyExists) => Ok(number),
         Err(err) => Err(err.into()),
@@ -78,7 +84,8 @@ impl<B: Bus> Orchestrator<B> {
     pub(super) async fn number_prompts(&self, run: &mut RunSnapshot) -> Result<Vec<engine::Effect>> {
         let mut effects = Vec::new();
         for index in engine::prompts::unnumbered(run) {
-            let number = number_of(&self.inner.bus, run.id, index).await?;
+            let prompt = &run.prompts[index];
+            let number = number_of(&self.inner.bus, run.id, index, prompt.kind, &prompt.title).await?;
             if let engine::Applied::Changed(more) =
                 engine::prompts::number_prompt(run, index, number, crate::clock::now())
             {
@@ -107,12 +114,12 @@ mod tests {
     async fn numbers_are_unique_and_stable_per_prompt() {
         let bus = MemoryBus::new();
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        let first = number_of(&bus, a, 0).await.unwrap();
-        let second = number_of(&bus, b, 0).await.unwrap();
+        let first = number_of(&bus, a, 0, PromptKind::Form, "f").await.unwrap();
+        let second = number_of(&bus, b, 0, PromptKind::Escalation, "e").await.unwrap();
         assert_ne!(first, second);
-        assert_eq!(number_of(&bus, a, 0).await.unwrap(), first, "a repeat gets the same number");
+        assert_eq!(number_of(&bus, a, 0, PromptKind::Form, "f").await.unwrap(), first, "a repeat gets the same number");
         let found = lookup(&bus, second).await.unwrap().unwrap();
-        assert_eq!((found.run_id, found.index), (b, 0));
+        assert_eq!((found.run_id, found.index, found.kind), (b, 0, PromptKind::Escalation));
         assert!(lookup(&bus, 999).await.unwrap().is_none());
     }
 }
