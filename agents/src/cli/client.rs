@@ -68,10 +68,16 @@ pub async fn decide<B: Bus>(bus: &B, subject: &str, run_id: Uuid, payload: Paylo
     }
 }
 
-/// Polls the run until it ends, printing each step transition to `out`.
-pub async fn follow<B: Bus>(bus: &B, run_id: Uuid, out: &mut dyn Write) -> Result<RunSnapshot, String> {
+/// How [`follow`] ended without the run ending: it waits for people nobody can reach.
+pub const WAITS_FOR_PEOPLE: &str = "waits for people";
+
+/// Polls the run until it ends, printing each step transition and each prompt to `out`. With
+/// `alone` (the embedded `muster run`, where nobody can answer), a run that waits for a person
+/// is reported with the prompt's text and given up on instead of followed forever.
+pub async fn follow<B: Bus>(bus: &B, run_id: Uuid, alone: bool, out: &mut dyn Write) -> Result<RunSnapshot, String> {
     let store = RunStore::new(bus.clone());
     let mut shown: HashMap<String, StepState> = HashMap::new();
+    let mut prompts_shown: HashMap<String, String> = HashMap::new();
     let mut gates_shown: HashMap<String, String> = HashMap::new();
     let mut announced = false;
     let mut failures = 0;
@@ -85,9 +91,20 @@ pub async fn follow<B: Bus>(bus: &B, run_id: Uuid, out: &mut dyn Write) -> Resul
                 }
                 print_changes(&run, &mut shown, out);
                 print_gates(&run, &mut gates_shown, out);
+                print_prompts(&run, &mut prompts_shown, out);
                 if run.state.is_terminal() {
                     print_summary(&run, out);
                     return Ok(run);
+                }
+                if alone && let Some(prompt) = run.prompts.iter().find(|p| p.state.is_open() && p.number != 0) {
+                    let _ = writeln!(out, "\n{}\n", prompt.text);
+                    return Err(format!(
+                        "run {} {WAITS_FOR_PEOPLE} ({}: {}), and `muster run` has nobody to ask; run it on a cluster \
+                         (muster orchestrator + agents, then `muster trigger`) and answer with `muster answer`",
+                        run.id,
+                        prompt.label(),
+                        prompt.title
+                    ));
                 }
             }
             Ok(None) => return Err(format!("run {run_id} not found")),
@@ -99,6 +116,24 @@ pub async fn follow<B: Bus>(bus: &B, run_id: Uuid, out: &mut dyn Write) -> Resul
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn print_prompts(run: &RunSnapshot, shown: &mut HashMap<String, String>, out: &mut dyn Write) {
+    for prompt in run.prompts.iter().filter(|p| p.number != 0) {
+        let state = prompt.state.as_str().to_owned();
+        let label = prompt.label();
+        if shown.get(&label) == Some(&state) {
+            continue;
+        }
+        shown.insert(label.clone(), state.clone());
+        let _ = writeln!(out, "  ? {label:<8} {:<25} {state}", prompt.title);
+        if prompt.state.is_open() {
+            let _ = writeln!(
+                out,
+                "      see it with: muster show {label}; answer with: muster answer|ack|form|approve|reject|done {label} ..."
+            );
+        }
     }
 }
 

@@ -53,7 +53,7 @@ pub async fn run(
             Ok(bus) => bus,
             Err(code) => return code,
         };
-        return submit_and_follow(&bus, settings, trigger, true, json).await;
+        return submit_and_follow(&bus, settings, trigger, true, false, json).await;
     }
     let embedded = Embedded::start(&EmbeddedOptions {
         lease: settings.lease.0,
@@ -61,7 +61,7 @@ pub async fn run(
         agent_concurrency: settings.agent_concurrency,
         shutdown_grace: settings.shutdown_grace.0,
     });
-    let code = submit_and_follow(&embedded.bus, settings, trigger, true, json).await;
+    let code = submit_and_follow(&embedded.bus, settings, trigger, true, true, json).await;
     embedded.shutdown().await;
     code
 }
@@ -72,10 +72,17 @@ pub async fn trigger(settings: &Settings, trigger: RunTriggered, wait: bool, jso
         Ok(bus) => bus,
         Err(code) => return code,
     };
-    submit_and_follow(&bus, settings, trigger, wait, json).await
+    submit_and_follow(&bus, settings, trigger, wait, false, json).await
 }
 
-async fn submit_and_follow<B: Bus>(bus: &B, settings: &Settings, trigger: RunTriggered, wait: bool, json: bool) -> u8 {
+async fn submit_and_follow<B: Bus>(
+    bus: &B,
+    settings: &Settings,
+    trigger: RunTriggered,
+    wait: bool,
+    alone: bool,
+    json: bool,
+) -> u8 {
     let run_id = match client::submit(bus, &Subjects::new(settings.prefix.clone()), trigger).await {
         Ok(id) => id,
         Err(SubmitError::Refused(code, reason)) => {
@@ -99,7 +106,7 @@ async fn submit_and_follow<B: Bus>(bus: &B, settings: &Settings, trigger: RunTri
         return exit::OK;
     }
     let mut progress: Box<dyn Write> = if json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
-    match client::follow(bus, run_id, &mut progress).await {
+    match client::follow(bus, run_id, alone, &mut progress).await {
         Ok(run) => {
             if json {
                 print_json(&run.status());
@@ -108,7 +115,7 @@ async fn submit_and_follow<B: Bus>(bus: &B, settings: &Settings, trigger: RunTri
         }
         Err(err) => {
             eprintln!("error: {err}");
-            exit::UNAVAILABLE
+            if err.contains(client::WAITS_FOR_PEOPLE) { exit::RUN_FAILED } else { exit::UNAVAILABLE }
         }
     }
 }
