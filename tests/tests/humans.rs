@@ -5,6 +5,11 @@
 
 mod support;
 
+use muster_bus::Messaging;
+use muster_bus::nats::{NatsBus, NatsOptions};
+use muster_bus::subjects::Subjects;
+use muster_schemas::answer::{AnswerAction, AnswerBody, Channel, Identity, SignedAnswer};
+use muster_schemas::{Component, Envelope, Payload, Sender, decode, encode};
 use std::time::Duration;
 use support::Cluster;
 
@@ -107,4 +112,47 @@ fn people_answer_escalations_and_forms_from_the_cli_and_only_responders_count() 
         trail.iter().any(|r| r["cause"].as_str().unwrap().contains("answer refused (not_a_responder)")),
         "refusals are audited on the run's trail: {trail:#?}"
     );
+
+    // Straight onto the bus: a replayed envelope, an altered one and an expired one are refused
+    // by the orchestrator itself, whatever a client does.
+    let seed = std::fs::read_to_string(cluster.path("alice.nk")).unwrap();
+    let run_id: uuid::Uuid = run.parse().unwrap();
+    let now = jiff::Timestamp::now();
+    let body = |nonce: &str, expires: jiff::Timestamp| AnswerBody {
+        run_id,
+        prompt: esc.clone(),
+        action: AnswerAction::Acknowledge,
+        note: None,
+        responder: Identity { channel: Channel::Cli, id: "alice".into() },
+        nonce: nonce.into(),
+        issued_at: now.checked_sub(jiff::SignedDuration::from_secs(60)).unwrap(),
+        expires_at: expires,
+    };
+    let later = now.checked_add(jiff::SignedDuration::from_secs(120)).unwrap();
+    let fresh = SignedAnswer::sign(&body("00112233445566778899aabbccddeeff", later), "alice", seed.trim()).unwrap();
+    let mut altered =
+        SignedAnswer::sign(&body("ffeeddccbbaa99887766554433221100", later), "alice", seed.trim()).unwrap();
+    let last = altered.body.len() - 1;
+    altered.body[last] ^= 1;
+    let expired = SignedAnswer::sign(&body("0123456789abcdef0123456789abcdef", now), "alice", seed.trim()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let replies: Vec<(bool, String)> = runtime.block_on(async {
+        let bus = NatsBus::connect(NatsOptions::new(cluster.nats.url())).await.unwrap();
+        let mut replies = Vec::new();
+        for signed in [&fresh, &fresh, &altered, &expired] {
+            let sender = Sender { component: Component::Cli, role: None, id: "test".into() };
+            let bytes = encode(&Envelope::new(sender, Some(run_id), Payload::SignedAnswer(signed.clone()))).unwrap();
+            let subject = Subjects::default().answer(&run);
+            let reply = bus.request(&subject, bytes.into(), Duration::from_secs(5)).await.unwrap();
+            match decode(&reply).unwrap().payload {
+                Payload::AnswerReply(r) => replies.push((r.accepted, r.message)),
+                other => panic!("{other:?}"),
+            }
+        }
+        replies
+    });
+    assert!(!replies[0].0 && replies[0].1.contains("already answered"), "authentic, but ESC is closed: {replies:?}");
+    assert!(!replies[1].0 && replies[1].1.contains("already received"), "replay: {replies:?}");
+    assert!(!replies[2].0 && replies[2].1.contains("signature does not match"), "altered: {replies:?}");
+    assert!(!replies[3].0 && replies[3].1.contains("expired"), "expired: {replies:?}");
 }
