@@ -18,6 +18,7 @@ pub mod engine;
 pub mod leader;
 pub mod prompts;
 mod requests;
+mod serving;
 mod timers;
 mod triggers;
 

@@ -6,7 +6,7 @@ use super::{Orchestrator, engine};
 use crate::wire;
 use bytes::Bytes;
 use engine::Applied;
-use muster_bus::{Bus, Request, Subscription};
+use muster_bus::{Bus, Subscription};
 use muster_schemas::Payload;
 use muster_schemas::message::AnswerReply;
 use muster_schemas::run::RunSnapshot;
@@ -16,26 +16,17 @@ use uuid::Uuid;
 
 impl<B: Bus> Orchestrator<B> {
     /// Serves one request subscription until cancelled.
-    pub(super) async fn serve_requests<S>(&self, mut requests: S, cancel: &CancellationToken)
+    pub(super) async fn serve_requests<S>(&self, requests: S, cancel: &CancellationToken)
     where
         S: Subscription<Item = B::Request>,
     {
-        loop {
-            let request = tokio::select! {
-                () = cancel.cancelled() => break,
-                request = requests.next() => request,
-            };
-            let Some(request) = request else { break };
-            let reply = self.on_request(request.payload(), cancel).await;
-            match wire::seal(&self.inner.sender, None, Payload::AnswerReply(reply)) {
-                Ok(bytes) => {
-                    if let Err(err) = request.respond(bytes).await {
-                        warn!(error = %err, "could not reply to a request");
-                    }
-                }
-                Err(err) => warn!(error = %err, "could not encode a reply"),
-            }
-        }
+        super::serving::answer_each(requests, cancel, "request", |payload, _| async move {
+            let reply = self.on_request(&payload, cancel).await;
+            wire::seal(&self.inner.sender, None, Payload::AnswerReply(reply))
+                .inspect_err(|err| warn!(error = %err, "could not encode a reply"))
+                .ok()
+        })
+        .await;
     }
 
     async fn on_request(&self, payload: &Bytes, cancel: &CancellationToken) -> AnswerReply {

@@ -10,7 +10,7 @@
 use super::{Orchestrator, audit, engine, not_executable};
 use crate::wire;
 use bytes::Bytes;
-use muster_bus::{Bucket, Bus, Request, Subscription};
+use muster_bus::{Bucket, Bus, Subscription};
 use muster_schemas::Payload;
 use muster_schemas::message::{RefusalCode, RunStarted, RunTriggered, TriggerReply};
 use muster_schemas::protocol::model::Trigger;
@@ -39,26 +39,17 @@ fn refused(code: RefusalCode, reason: String) -> TriggerReply {
 
 impl<B: Bus> Orchestrator<B> {
     /// Answers `muster.trigger.<protocol>` requests until cancelled.
-    pub(super) async fn serve_triggers<S>(&self, mut requests: S, cancel: &CancellationToken)
+    pub(super) async fn serve_triggers<S>(&self, requests: S, cancel: &CancellationToken)
     where
         S: Subscription<Item = B::Request>,
     {
-        loop {
-            let request = tokio::select! {
-                () = cancel.cancelled() => break,
-                request = requests.next() => request,
-            };
-            let Some(request) = request else { break };
-            let reply = self.on_trigger(request.payload(), cancel).await;
-            match wire::seal(&self.inner.sender, None, Payload::TriggerReply(reply)) {
-                Ok(bytes) => {
-                    if let Err(err) = request.respond(bytes).await {
-                        warn!(error = %err, "could not answer a trigger");
-                    }
-                }
-                Err(err) => warn!(error = %err, "could not encode a trigger reply"),
-            }
-        }
+        super::serving::answer_each(requests, cancel, "trigger", |payload, _| async move {
+            let reply = self.on_trigger(&payload, cancel).await;
+            wire::seal(&self.inner.sender, None, Payload::TriggerReply(reply))
+                .inspect_err(|err| warn!(error = %err, "could not encode a trigger reply"))
+                .ok()
+        })
+        .await;
     }
 
     async fn on_trigger(&self, payload: &Bytes, cancel: &CancellationToken) -> TriggerReply {
@@ -224,7 +215,7 @@ impl<B: Bus> Orchestrator<B> {
                 match self.inner.bus.serve(&subject.subject).await {
                     Ok(requests) => {
                         info!(protocol = %protocol.id, subject = %subject.subject, "serving a subject trigger");
-                        serving.push(self.serve_subject(protocol.clone(), subject.subject.clone(), requests, cancel));
+                        serving.push(self.serve_subject(protocol.clone(), requests, cancel));
                     }
                     Err(err) => {
                         warn!(protocol = %protocol.id, subject = %subject.subject, error = %err, "cannot serve a subject trigger")
@@ -235,19 +226,15 @@ impl<B: Bus> Orchestrator<B> {
         futures::future::join_all(serving).await;
     }
 
-    async fn serve_subject<S>(&self, protocol: Protocol, subject: String, mut requests: S, cancel: &CancellationToken)
+    async fn serve_subject<S>(&self, protocol: Protocol, requests: S, cancel: &CancellationToken)
     where
         S: Subscription<Item = B::Request>,
     {
-        loop {
-            let request = tokio::select! {
-                () = cancel.cancelled() => break,
-                request = requests.next() => request,
-            };
-            let Some(request) = request else { break };
-            let reply = match inputs_from_json(request.payload()) {
+        let protocol = &protocol;
+        super::serving::answer_each(requests, cancel, "subject trigger", |payload, subject| async move {
+            let reply = match inputs_from_json(&payload) {
                 Ok(inputs) => {
-                    let cause = format!("message on {}", request.subject());
+                    let cause = format!("message on {subject}");
                     self.start_run(protocol.clone(), &inputs, None, None, &cause, cancel).await
                 }
                 Err(reason) => refused(RefusalCode::InvalidInput, reason),
@@ -255,12 +242,9 @@ impl<B: Bus> Orchestrator<B> {
             if let TriggerReply::Refused { reason, .. } = &reply {
                 warn!(protocol = %protocol.id, subject = %subject, reason = %reason, "subject trigger refused");
             }
-            let body = serde_json::to_vec(&reply).unwrap_or_default();
-            // A plain publish has no reply subject; answering it fails harmlessly.
-            if let Err(err) = request.respond(Bytes::from(body)).await {
-                tracing::debug!(error = %err, "subject trigger had no reply subject");
-            }
-        }
+            serde_json::to_vec(&reply).ok().map(Bytes::from)
+        })
+        .await;
     }
 }
 
