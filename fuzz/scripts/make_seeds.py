@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the hand-made MessagePack seeds that have no golden vector in schemas/golden/.
+"""Writes the hand-made MessagePack seeds that have no golden vector in schemas/golden/, and the
+seeds of the verify_answer target (answer bodies behind a mode byte).
 
 Standard library only: a minimal MessagePack writer covering the types muster's contract uses
 (maps with string keys, strings, ints, float64s, bools, nil, arrays, 16-byte UUID binaries), matching
@@ -148,7 +149,55 @@ ENVELOPE_REFUSED = {
     },
 }
 
+
+# verify_answer: the first byte picks the mode (0 bus envelope, 1 bare SignedAnswer, otherwise a
+# body the target signs itself with principal `byte % 3`: 3 bridge, 4 alice, 5 webfront). The
+# identities and "now" (2026-11-25T15:00:00Z) are the fuzz target's fixture.
+def answer_body(channel, ident, action, issued="2026-11-25T14:59:50Z", expires="2026-11-25T15:05:00Z",
+                nonce="0123456789abcdef0123456789abcdef", note=None):
+    body = {
+        "run_id": uuid(1),
+        "prompt": "ESC-12",
+        "action": action,
+    }
+    if note is not None:
+        body["note"] = note
+    body.update({
+        "responder": {"channel": channel, "id": ident},
+        "nonce": nonce,
+        "issued_at": issued,
+        "expires_at": expires,
+    })
+    return body
+
+
+BRIDGE, ALICE, WEBFRONT = b"\x03", b"\x04", b"\x05"
+CHOOSE = {"action": "choose", "option": "rollback"}
+ANSWER_SEEDS = {
+    # Accepted as they are.
+    "bridge_matrix_bob": BRIDGE + pack(answer_body("matrix", "@bob:example.org", CHOOSE, note="because")),
+    "bridge_slack_alice": BRIDGE + pack(answer_body("slack", "U0ALICE", {"action": "acknowledge"})),
+    "alice_cli": ALICE + pack(answer_body("cli", "alice", {"action": "approve", "binding": "sha256:ab"})),
+    "webfront_http_fill": WEBFRONT
+    + pack(answer_body("http", "bob@example.org", {"action": "fill", "fields": {"ticket": "INC-4"}})),
+    # Refused, one per check after the signature.
+    "expired": BRIDGE + pack(answer_body("matrix", "@bob:example.org", CHOOSE, "2026-11-25T14:00:00Z", "2026-11-25T14:05:00Z")),
+    "future": BRIDGE + pack(answer_body("matrix", "@bob:example.org", CHOOSE, "2026-11-25T16:00:00Z", "2026-11-25T16:05:00Z")),
+    "too_long": BRIDGE + pack(answer_body("matrix", "@bob:example.org", CHOOSE, "2026-11-25T14:59:00Z", "2026-11-26T15:00:00Z")),
+    "wrong_channel": ALICE + pack(answer_body("matrix", "@bob:example.org", {"action": "confirm"})),
+    "cli_impersonation": ALICE + pack(answer_body("cli", "bob", {"action": "reject", "reason": "no"})),
+    "unknown_identity": BRIDGE + pack(answer_body("matrix", "@mallory:evil.example", CHOOSE)),
+    "bad_nonce": BRIDGE + pack(answer_body("matrix", "@bob:example.org", CHOOSE, nonce="ABC")),
+    # Signed by nobody the target knows: refused at the signature.
+    "bare_signed_answer": b"\x01" + pack({"body": pack(answer_body("cli", "alice", CHOOSE)), "principal": "alice", "signature": bytes(64)}),
+}
+
 if __name__ == "__main__":
+    (HERE / "verify_answer").mkdir(exist_ok=True)
+    for name, data in ANSWER_SEEDS.items():
+        (HERE / "verify_answer" / f"{name}.bin").write_bytes(data)
+    golden = HERE.parent.parent / "schemas" / "golden" / "signed_answer.msgpack"
+    (HERE / "verify_answer" / "bus_envelope.bin").write_bytes(b"\x00" + golden.read_bytes())
     (HERE / "decode_snapshot" / "run_snapshot.msgpack").write_bytes(pack(SNAPSHOT))
     (HERE / "decode_envelope" / "run_triggered_with_protocol.msgpack").write_bytes(pack(ENVELOPE_WITH_PROTOCOL))
     (HERE / "decode_envelope" / "trigger_reply_refused.msgpack").write_bytes(pack(ENVELOPE_REFUSED))

@@ -4,7 +4,7 @@
 //! It is deployment data, not protocol data: protocols name people and groups, the map (the
 //! `[responders]` table of the orchestrator's `muster.toml`) says which signed identities are
 //! those people. Loading it refuses anything that would make an answer ambiguous or
-//! unverifiable, so [`super::verify`] never has to guess.
+//! unverifiable, so [`super::verify()`] never has to guess.
 
 use muster_schemas::answer::{Channel, Identity};
 use serde::Deserialize;

@@ -3,7 +3,7 @@
 //! People answer through the CLI (signing with their own key) or through a chat bridge (which
 //! signs for them). Before the orchestrator acts on a [`SignedAnswer`], it asks, in order:
 //!
-//! 1. [`verify`] (pure): is the envelope signed by a known principal, live, within its
+//! 1. [`verify()`] (pure): is the envelope signed by a known principal, live, within its
 //!    validity bounds, from a channel that principal may speak for, by a known person?
 //! 2. [`consume_nonce`] (KV create): has this envelope been seen before?
 //! 3. [`may_answer`] (pure): is that person among the prompt's responders?

@@ -5,7 +5,7 @@
 //! the orchestrator records `<principal>.<nonce>` with a create-if-absent in the
 //! [`Bucket::Nonces`] KV bucket, and a create that finds the key means a replay. Keys expire
 //! after the bucket's TTL (24 h), far beyond [`super::MAX_VALIDITY`], so a nonce is forgotten
-//! only once the answer carrying it could no longer pass [`super::verify`] anyway.
+//! only once the answer carrying it could no longer pass [`super::verify()`] anyway.
 
 use super::map::valid_principal_name;
 use super::refusal::{Refusal, clip};

@@ -4,6 +4,7 @@
 //! orchestrator's log, so it says what to do next; [`Refusal::label`] is the stable name
 //! counters and dashboards use.
 
+use super::verify::{CLOCK_SKEW, MAX_VALIDITY};
 use jiff::Timestamp;
 use muster_schemas::answer::Channel;
 
@@ -46,7 +47,8 @@ pub enum Refusal {
     },
     /// The answer claims to be signed further in the future than clock skew explains.
     #[error(
-        "the answer was issued at {issued_at}, after the orchestrator's time {now} plus 30s of allowed clock skew; check the signer's clock"
+        "the answer was issued at {issued_at}, after the orchestrator's time {now} plus {skew}s of allowed clock skew; check the signer's clock",
+        skew = CLOCK_SKEW.as_secs()
     )]
     NotYetValid {
         /// When it claims to have been signed.
@@ -55,7 +57,10 @@ pub enum Refusal {
         now: Timestamp,
     },
     /// The answer would stay valid longer than any answer may, widening the replay window.
-    #[error("the answer is valid for {seconds}s, more than the 900s an answer may be; sign it with a shorter expiry")]
+    #[error(
+        "the answer is valid for {seconds}s, more than the {max}s an answer may be; sign it with a shorter expiry",
+        max = MAX_VALIDITY.as_secs()
+    )]
     ValidityTooLong {
         /// `expires_at - issued_at`, in seconds.
         seconds: i64,
@@ -183,6 +188,8 @@ mod tests {
             assert!(Refusal::LABELS.contains(&refusal.label()), "{refusal:?}");
             assert!(!refusal.to_string().is_empty());
         }
+        assert!(all[4].to_string().contains("plus 30s of allowed clock skew"), "{}", all[4]);
+        assert!(all[5].to_string().contains("901s, more than the 900s"), "{}", all[5]);
         assert_eq!(clip("a\nb", 64), "a\\nb");
         let long = "x".repeat(1000);
         assert_eq!(clip(&long, 64).chars().count(), 65);
