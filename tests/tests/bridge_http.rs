@@ -181,6 +181,8 @@ async fn http_and_slack_answers_resume_a_real_run() {
     assert_eq!(listed["kind"], "escalation");
     assert_eq!(listed["title"], "The deploy failed");
     assert_eq!(listed["open"], true);
+    assert_eq!(listed["state"], "open");
+    assert_eq!(listed["run_state"], "waiting");
     assert_eq!(tokio::task::block_in_place(|| cluster.status(&run))["state"], "waiting");
 
     // The notice reached the Slack webhook, with a button per option.
@@ -211,6 +213,9 @@ async fn http_and_slack_answers_resume_a_real_run() {
     assert_eq!(status, 200);
     assert_eq!(reply["response_type"], "in_channel", "{reply:#}");
     assert!(reply["text"].as_str().unwrap().contains("acknowledged"), "{reply:#}");
+    let shown = http.get(format!("{base}/v1/escalations/{prompt}")).bearer_auth(ALICE_TOKEN).send().await.unwrap();
+    let shown: Value = serde_json::from_str(&shown.text().await.unwrap()).unwrap();
+    assert_eq!((&shown["state"], &shown["open"]), (&json!("acknowledged"), &json!(true)), "{shown:#}");
     let (status, reply) = slash_command(&http, &base, SIGNING_SECRET, "U999", &format!("answer {prompt} skip")).await;
     assert_eq!(status, 200);
     assert_eq!(reply["response_type"], "ephemeral", "an unknown Slack user is refused: {reply:#}");
