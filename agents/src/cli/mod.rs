@@ -286,7 +286,7 @@ pub enum Command {
     /// Matrix room, Slack and an HTTP API, and their answers back, signed by the bridge's
     /// principal.
     #[command(after_help = BRIDGE_HELP)]
-    Bridge(BridgeArgs),
+    Bridge(Box<BridgeArgs>),
     /// Measure step throughput and latency through NATS against the raw JetStream floor.
     Bench(bench::BenchArgs),
     /// Create the key that signs your answers, and print what the orchestrator's muster.toml
@@ -587,7 +587,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Bench(args) => bench::run(&settings, args).await,
         Command::Keygen { out, name, json } => keys::keygen(&settings, out, name, json),
-        Command::Bridge(args) => services::bridge(&settings, args).await,
+        Command::Bridge(args) => services::bridge(&settings, *args).await,
         Command::Graph { file, format, output } => convert::graph(&file, format, output.as_deref()),
         Command::Import(ImportCommand::Speckit { file, id, owner, default_owner, exec, deadline, output }) => {
             let options = crate::import::speckit::ImportOptions {
