@@ -26,6 +26,11 @@
 //! - [`state`]: what the bridge keeps in KV.
 //! - [`render`]: the texts it posts.
 //! - `notices`, `chat`: the two loops.
+//! - [`slack_notices`]: notices to a Slack incoming webhook, on a consumer of their own.
+//! - [`http_app`]: the HTTP API and the Slack endpoints on one router.
+//!
+//! `muster bridge` runs any combination of the three: the Matrix loops ([`Bridge`]), the Slack
+//! notice loop, and one HTTP server for the API and Slack's requests.
 
 pub mod answers;
 mod chat;
@@ -35,6 +40,7 @@ pub mod matrix;
 mod notices;
 pub mod render;
 pub mod slack;
+pub mod slack_notices;
 pub mod state;
 
 use answers::Signer;
@@ -71,6 +77,26 @@ pub enum Error {
     /// A KV entry kept changing under the bridge.
     #[error("KV entry {0} kept changing; gave up")]
     Contended(String),
+    /// Slack notices cannot be posted at all (no HTTP client).
+    #[error("slack: {0}")]
+    Slack(slack::WebhookError),
+}
+
+/// The bridge's HTTP front doors on one router: the API under `/v1/` when `api` is given, the
+/// Slack endpoints under `/slack/` when `slack` is given, both over the same `sink` so an answer
+/// is signed the same way whichever door it came through. `None` when neither is given.
+pub fn http_app<S: slack::AnswerSink + Clone>(
+    sink: S,
+    api: Option<http_api::HttpApiOptions>,
+    slack: Option<slack::SlackOptions>,
+) -> Option<axum::Router> {
+    match (api, slack) {
+        (None, None) => None,
+        (Some(api), None) => Some(http_api::app(sink, api)),
+        (None, Some(slack)) => Some(slack::app(sink, slack)),
+        // The API's fallback (401 without a token, else 404) serves every other path.
+        (Some(api), Some(slack)) => Some(http_api::app(sink.clone(), api).merge(slack::endpoint::routes(sink, slack))),
+    }
 }
 
 /// How the bridge behaves; [`BridgeOptions::new`] gives the defaults.

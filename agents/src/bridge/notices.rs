@@ -19,32 +19,18 @@ use uuid::Uuid;
 pub const CONSUMER: &str = "bridge";
 
 /// How long one pull waits for a notice before checking for shutdown again.
-const PULL_WAIT: Duration = Duration::from_secs(5);
+pub(super) const PULL_WAIT: Duration = Duration::from_secs(5);
 /// How long a notice that could not be posted for good waits before it comes again.
-const REFUSED_RETRY: Duration = Duration::from_secs(30);
+pub(super) const REFUSED_RETRY: Duration = Duration::from_secs(30);
 
-type Stream<B> = <B as Events>::Stream;
-type NoticeDelivery<B> = <<B as Events>::Stream as EventStream>::Delivery;
+pub(super) type Stream<B> = <B as Events>::Stream;
+pub(super) type NoticeDelivery<B> = <<B as Events>::Stream as EventStream>::Delivery;
 
 impl<B: Bus> Shared<B> {
     /// Binds the notice consumer, waiting while the streams are not provisioned yet (the
     /// orchestrator creates them). `Ok(None)` on shutdown.
     pub(super) async fn bind_notices(&self, shutdown: &CancellationToken) -> Result<Option<Stream<B>>, Error> {
-        let filter = self.options.subjects.event("*", "notice");
-        let mut delay = Duration::from_millis(500);
-        loop {
-            match self.bus.event_stream(CONSUMER, &filter, self.options.notice_lease).await {
-                Ok(stream) => return Ok(Some(stream)),
-                Err(err @ (muster_bus::Error::NotProvisioned(_) | muster_bus::Error::Unavailable(_))) => {
-                    warn!(error = %err, retry_in_ms = millis(delay), "cannot bind the notice consumer yet (is the orchestrator running?)");
-                    if !pause(shutdown, delay).await {
-                        return Ok(None);
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-                Err(err) => return Err(err.into()),
-            }
-        }
+        bind_consumer(&self.bus, &self.options.subjects, CONSUMER, self.options.notice_lease, shutdown).await
     }
 
     /// Posts notices until `shutdown`.
@@ -151,7 +137,35 @@ impl<B: Bus> Shared<B> {
     }
 }
 
-fn settle(result: muster_bus::Result<()>) {
+/// Binds the durable consumer `durable` on every run's notices, waiting while the streams are
+/// not provisioned yet (the orchestrator creates them). `Ok(None)` on shutdown. Each
+/// destination (the room, a Slack webhook) has its own durable name, so one that is down does
+/// not hold the others' notices back.
+pub(super) async fn bind_consumer<B: Bus>(
+    bus: &B,
+    subjects: &muster_bus::subjects::Subjects,
+    durable: &str,
+    lease: Duration,
+    shutdown: &CancellationToken,
+) -> Result<Option<Stream<B>>, Error> {
+    let filter = subjects.event("*", "notice");
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match bus.event_stream(durable, &filter, lease).await {
+            Ok(stream) => return Ok(Some(stream)),
+            Err(err @ (muster_bus::Error::NotProvisioned(_) | muster_bus::Error::Unavailable(_))) => {
+                warn!(consumer = durable, error = %err, retry_in_ms = millis(delay), "cannot bind the notice consumer yet (is the orchestrator running?)");
+                if !pause(shutdown, delay).await {
+                    return Ok(None);
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+pub(super) fn settle(result: muster_bus::Result<()>) {
     if let Err(err) = result {
         warn!(error = %err, "cannot settle the notice; it may come again");
     }

@@ -282,10 +282,11 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         scenarios: Option<PathBuf>,
     },
-    /// Run the chat bridge: post prompts (escalations, approvals, forms, ...) to a Matrix room
-    /// and carry people's answers back, signed by the bridge's principal.
+    /// Run the chat bridge: carry prompts (escalations, approvals, forms, ...) to people in a
+    /// Matrix room, Slack and an HTTP API, and their answers back, signed by the bridge's
+    /// principal.
     #[command(after_help = BRIDGE_HELP)]
-    Bridge(BridgeArgs),
+    Bridge(Box<BridgeArgs>),
     /// Measure step throughput and latency through NATS against the raw JetStream floor.
     Bench(bench::BenchArgs),
     /// Create the key that signs your answers, and print what the orchestrator's muster.toml
@@ -306,37 +307,60 @@ pub enum Command {
 
 /// `muster bridge`.
 #[derive(Debug, Clone, clap::Args)]
-#[command(group(clap::ArgGroup::new("matrix_login").required(true).args(["matrix_user", "matrix_token_env"])))]
 pub struct BridgeArgs {
     /// Where the cluster is.
     #[command(flatten)]
     pub cluster: Cluster,
-    /// The Matrix homeserver's base URL, e.g. https://matrix.example.org.
-    #[arg(long, value_name = "URL")]
-    pub matrix_homeserver: String,
+    /// Matrix: the homeserver's base URL, e.g. https://matrix.example.org. Give it with
+    /// --matrix-room and a login to carry prompts to a room.
+    #[arg(long, value_name = "URL", requires = "matrix_room", help_heading = "Matrix")]
+    pub matrix_homeserver: Option<String>,
     /// The room to post in and read answers from: an id (!abc:example.org) or an alias
     /// (#ops:example.org). The bridge joins it at start, so invite its user first.
-    #[arg(long, value_name = "ROOM_ID_OR_ALIAS")]
-    pub matrix_room: String,
+    #[arg(long, value_name = "ROOM_ID_OR_ALIAS", requires = "matrix_homeserver", help_heading = "Matrix")]
+    pub matrix_room: Option<String>,
     /// Log in as this user (localpart or @user:server) with m.login.password.
-    #[arg(long, value_name = "USER", requires = "matrix_password_env", conflicts_with = "matrix_token_env")]
+    #[arg(
+        long,
+        value_name = "USER",
+        requires_all = ["matrix_password_env", "matrix_homeserver"],
+        conflicts_with = "matrix_token_env",
+        help_heading = "Matrix"
+    )]
     pub matrix_user: Option<String>,
     /// The environment variable holding that user's password (never a flag: flags show in `ps`).
-    #[arg(long, value_name = "VAR", requires = "matrix_user")]
+    #[arg(long, value_name = "VAR", requires = "matrix_user", help_heading = "Matrix")]
     pub matrix_password_env: Option<String>,
     /// Use the access token in this environment variable instead of a password.
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "VAR", requires = "matrix_homeserver", help_heading = "Matrix")]
     pub matrix_token_env: Option<String>,
     /// The device id of password logins. Keep it fixed: the homeserver scopes the transaction
     /// ids that keep retried posts from doubling to the device.
-    #[arg(long, value_name = "ID", default_value = "MUSTER_BRIDGE")]
+    #[arg(long, value_name = "ID", default_value = "MUSTER_BRIDGE", help_heading = "Matrix")]
     pub matrix_device_id: String,
     /// Messages read per /sync; more arriving at once (say, while the bridge was down) are read
     /// back page by page.
-    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000), help_heading = "Matrix")]
     pub matrix_timeline_limit: u32,
-    /// File holding the principal's nkey seed (SU...). Answers are signed with it; the
-    /// orchestrator's responder map must trust the matching public key (logged at start).
+    /// HTTP: serve the HTTP API (with --http-tokens-file) and the Slack endpoints (with
+    /// --slack-signing-secret-env) on this address, e.g. 127.0.0.1:8481 behind a TLS proxy.
+    #[arg(long, value_name = "ADDR", help_heading = "HTTP API and Slack")]
+    pub http_listen: Option<SocketAddr>,
+    /// The HTTP API's bearer tokens: one `<person> <token>` per line; each person answers as
+    /// their `http` identity in the responder map.
+    #[arg(long, value_name = "FILE", requires = "http_listen", help_heading = "HTTP API and Slack")]
+    pub http_tokens_file: Option<PathBuf>,
+    /// The environment variable holding the Slack app's signing secret: serves POST
+    /// /slack/commands and /slack/actions on --http-listen.
+    #[arg(long, value_name = "VAR", requires = "http_listen", help_heading = "HTTP API and Slack")]
+    pub slack_signing_secret_env: Option<String>,
+    /// The environment variable holding a Slack incoming-webhook URL: every notice is posted
+    /// there too, from a consumer of its own (`bridge-slack`).
+    #[arg(long, value_name = "VAR", help_heading = "HTTP API and Slack")]
+    pub slack_webhook_url_env: Option<String>,
+    /// File holding the principal's nkey seed (SU...). Answers from every channel are signed
+    /// with it; the orchestrator's responder map must trust the matching public key (logged at
+    /// start) to speak for `matrix`, `slack` and/or `http`.
     #[arg(long, value_name = "SEEDFILE")]
     pub key_file: PathBuf,
     /// The principal the bridge signs as (its name in the responder map).
@@ -381,8 +405,18 @@ Signing with openssl and sending with curl:
 Sign the exact bytes you send (curl -d would strip newlines; use --data-binary)."#;
 
 /// `muster bridge --help`: what people type and what the bridge needs.
-const BRIDGE_HELP: &str = r#"What people type in the room (case does not matter; prefix with !muster or mention the bot
-when it is not obviously a command):
+const BRIDGE_HELP: &str = r#"Channels (give at least one; any combination runs in one process):
+  Matrix     --matrix-homeserver, --matrix-room and a login: notices in a room, one thread per
+             prompt, answers typed in the room (below).
+  Slack      --slack-webhook-url-env VAR: every notice is posted to that incoming webhook too;
+             --slack-signing-secret-env VAR with --http-listen: /muster slash commands and
+             buttons (POST /slack/commands, /slack/actions) answer prompts.
+  HTTP API   --http-listen ADDR --http-tokens-file FILE: GET /v1/escalations,
+             GET /v1/escalations/{id}, POST /v1/escalations/{id}/answer with a bearer token.
+Secrets come only from files and environment variables, never flags, and are never logged.
+
+What people type in the Matrix room (case does not matter; prefix with !muster or mention the
+bot when it is not obviously a command):
   help                                   list the commands
   show ESC-12                            post the prompt's latest notice again
   ack ESC-12                             acknowledge an escalation
@@ -392,20 +426,30 @@ when it is not obviously a command):
   form F-3 field=value f2="two words"    fill form fields
   done M-6 [because <note>]              confirm a manual step
 
-Each prompt gets a thread: the first notice is its root, later notices and replies go in it.
-Answers are signed as the principal for the Matrix user who typed them and expire after 5
-minutes; the orchestrator decides who may answer what and says why when it refuses.
+Answers are signed as the bridge's principal for the person who gave them (their matrix,
+slack or http identity) and expire after 5 minutes; the orchestrator decides who may answer
+what and says why when it refuses.
 
-Setup:
-  nk -gen user > bridge.seed && chmod 600 bridge.seed    # any nkey user seed (SU...)
+Examples:
+  muster keygen --out bridge.nk --name bridge     # prints the responder-map entry
+  # Matrix only
   export MATRIX_PASSWORD=...
-  muster bridge --nats nats://127.0.0.1:4222 \
+  muster bridge --nats nats://127.0.0.1:4222 --key-file bridge.nk \
     --matrix-homeserver https://matrix.example.org --matrix-room '#ops:example.org' \
-    --matrix-user muster --matrix-password-env MATRIX_PASSWORD --key-file bridge.seed
+    --matrix-user muster --matrix-password-env MATRIX_PASSWORD
+  # Slack and the HTTP API on one port (put a TLS proxy in front)
+  export SLACK_SIGNING_SECRET=... SLACK_WEBHOOK_URL=https://hooks.slack.com/services/...
+  muster bridge --nats nats://127.0.0.1:4222 --key-file bridge.nk \
+    --http-listen 127.0.0.1:8481 --http-tokens-file /etc/muster/bridge-tokens \
+    --slack-signing-secret-env SLACK_SIGNING_SECRET --slack-webhook-url-env SLACK_WEBHOOK_URL
+  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8481/v1/escalations
 
-`bridge ready` in the log shows the public key (U...) to put in the responder map.
-The bridge keeps its /sync position, each prompt's thread and latest notice in the
-muster_prompts bucket, so a restart neither repeats nor misses anything."#;
+The log line `... ready` of each channel shows the public key (U...) to put in the responder
+map. The Matrix side keeps its /sync position, each prompt's thread and latest notice in the
+muster_prompts bucket, so a restart neither repeats nor misses anything; notices go to the room
+and to Slack from separate durable consumers (`bridge`, `bridge-slack`), so one being down does
+not hold the other back. SIGINT/SIGTERM stop every channel; open HTTP requests get the shutdown
+grace period to finish."#;
 
 /// A run to act on, who acts, and where the cluster is.
 #[derive(Debug, Clone, clap::Args)]
@@ -543,7 +587,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Bench(args) => bench::run(&settings, args).await,
         Command::Keygen { out, name, json } => keys::keygen(&settings, out, name, json),
-        Command::Bridge(args) => services::bridge(&settings, args).await,
+        Command::Bridge(args) => services::bridge(&settings, *args).await,
         Command::Graph { file, format, output } => convert::graph(&file, format, output.as_deref()),
         Command::Import(ImportCommand::Speckit { file, id, owner, default_owner, exec, deadline, output }) => {
             let options = crate::import::speckit::ImportOptions {

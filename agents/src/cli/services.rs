@@ -7,10 +7,16 @@ use super::settings::Settings;
 use super::{BridgeArgs, Cluster};
 use crate::agent::{Agent, AgentOptions};
 use crate::bridge::answers::Signer;
+use crate::bridge::http_api::{HttpApiOptions, Tokens};
 use crate::bridge::matrix::{AccessToken, Login};
+use crate::bridge::slack::{
+    BusAnswerSink, BusSinkOptions, Seed, SigningSecret, SlackOptions, WebhookOptions, WebhookUrl,
+};
+use crate::bridge::slack_notices::{self, SlackNoticeOptions};
 use crate::bridge::{Bridge, BridgeOptions};
 use crate::gateway::{self, GatewayOptions, Webhooks};
 use crate::orchestrator::{Orchestrator, OrchestratorOptions};
+use futures::FutureExt;
 use muster_bus::nats::{NatsBus, NatsOptions};
 use muster_bus::subjects::Subjects;
 use muster_schemas::protocol::Protocol;
@@ -18,6 +24,7 @@ use muster_schemas::{CONTENT_TYPE, Role};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -205,38 +212,26 @@ pub async fn gateway(settings: &Settings, cluster: Cluster, listen: SocketAddr, 
     }
 }
 
-/// `muster bridge`.
+/// `muster bridge`: whichever of Matrix, Slack and the HTTP API the flags configure, in one
+/// process that stops as a whole (a signal, or one channel failing for good).
 pub async fn bridge(settings: &Settings, args: BridgeArgs) -> u8 {
-    // Secrets are read here, once: the key from its file, the password or token from the
-    // environment variable named on the command line.
-    let signer = match read_signer(&args.key_file, &args.principal) {
-        Ok(signer) => signer,
+    // Secrets are read here, once: the key from its file, passwords, tokens and Slack secrets
+    // from the files and environment variables named on the command line.
+    let (signer, seed) = match read_signer(&args.key_file, &args.principal) {
+        Ok(found) => found,
         Err(message) => {
             eprintln!("error: {message}");
             return exit::INVALID;
         }
     };
-    let secret = |var: &str| {
-        std::env::var(var).ok().filter(|v| !v.is_empty()).map(AccessToken::new).ok_or_else(|| {
-            eprintln!("error: the environment variable {var} is not set (or empty)");
-            exit::INVALID
-        })
-    };
-    let login = match (&args.matrix_user, &args.matrix_password_env, &args.matrix_token_env) {
-        (Some(user), Some(var), None) => match secret(var) {
-            Ok(password) => Login::Password { user: user.clone(), password, device_id: args.matrix_device_id.clone() },
-            Err(code) => return code,
-        },
-        (None, None, Some(var)) => match secret(var) {
-            Ok(token) => Login::Token(token),
-            Err(code) => return code,
-        },
-        _ => {
-            eprintln!("error: pass --matrix-user with --matrix-password-env, or --matrix-token-env");
+    let channels = match BridgeChannels::from_args(&args) {
+        Ok(channels) => channels,
+        Err(message) => {
+            eprintln!("error: {message}");
             return exit::INVALID;
         }
     };
-    let url = match require_url(settings, args.cluster) {
+    let url = match require_url(settings, args.cluster.clone()) {
         Ok(url) => url,
         Err(code) => return code,
     };
@@ -245,21 +240,166 @@ pub async fn bridge(settings: &Settings, args: BridgeArgs) -> u8 {
         Ok(bus) => bus,
         Err(code) => return code,
     };
+    let listener = match channels.http_listen {
+        Some(listen) => match tokio::net::TcpListener::bind(listen).await {
+            Ok(listener) => Some(listener),
+            Err(err) => {
+                eprintln!("error: cannot listen on {listen}: {err}");
+                return exit::UNAVAILABLE;
+            }
+        },
+        None => None,
+    };
     let subjects = Subjects::new(settings.prefix.clone());
-    let mut options = BridgeOptions::new(subjects, id, args.matrix_homeserver, login, args.matrix_room, signer);
-    options.notice_lease = args.notice_lease.0.max(Duration::from_secs(1));
-    options.timeline_limit = args.matrix_timeline_limit;
-    match Bridge::new(bus, options).run(shutdown_on_signals()).await {
-        Ok(()) => exit::OK,
-        Err(err) => {
-            error!(error = %err, "bridge failed");
-            exit::UNAVAILABLE
+    let notice_lease = args.notice_lease.0.max(Duration::from_secs(1));
+    let shutdown = shutdown_on_signals();
+    // One channel failing for good stops the others: a bridge that half works would look alive
+    // while prompts go unanswered on the broken side.
+    let tasks = shutdown.child_token();
+    let mut running: Vec<(&str, tokio::task::JoinHandle<Result<(), String>>)> = Vec::new();
+    let stop_on_error = |tasks: CancellationToken| {
+        move |result: Result<(), String>| {
+            if result.is_err() {
+                tasks.cancel();
+            }
+            result
         }
+    };
+    if let Some((homeserver, room, login)) = channels.matrix {
+        let mut options = BridgeOptions::new(subjects.clone(), id.clone(), homeserver, login, room, signer.clone());
+        options.notice_lease = notice_lease;
+        options.timeline_limit = args.matrix_timeline_limit;
+        let run = Bridge::new(bus.clone(), options).run(tasks.clone());
+        let run = run.map(|result| result.map_err(|err| err.to_string())).map(stop_on_error(tasks.clone()));
+        running.push(("matrix", tokio::spawn(run)));
+    }
+    if let Some(url) = channels.slack_webhook {
+        let options = SlackNoticeOptions {
+            subjects: subjects.clone(),
+            url,
+            webhook: WebhookOptions::default(),
+            lease: notice_lease,
+        };
+        let run = slack_notices::run(bus.clone(), options, tasks.clone());
+        let run = run.map(|result| result.map_err(|err| err.to_string())).map(stop_on_error(tasks.clone()));
+        running.push(("slack notices", tokio::spawn(run)));
+    }
+    if let Some(listener) = listener {
+        let sink_options = BusSinkOptions::new(subjects.clone(), id.clone(), args.principal.clone(), seed);
+        let sink = Arc::new(BusAnswerSink::new(bus.clone(), sink_options));
+        let api = channels.http_tokens.map(HttpApiOptions::new);
+        let slack = channels.slack_secret.map(SlackOptions::new);
+        let (serves_api, serves_slack) = (api.is_some(), slack.is_some());
+        if let Some(app) = crate::bridge::http_app(sink, api, slack) {
+            let bound = listener.local_addr().map_or_else(|_| "?".to_owned(), |addr| addr.to_string());
+            info!(
+                listen = %bound,
+                api = serves_api,
+                slack = serves_slack,
+                principal = signer.principal(),
+                public_key = signer.public_key(),
+                "bridge http ready"
+            );
+            let run = gateway::serve(listener, app, tasks.clone(), settings.shutdown_grace.0);
+            let run = run.map(|result| result.map_err(|err| err.to_string())).map(stop_on_error(tasks.clone()));
+            running.push(("http", tokio::spawn(run)));
+        }
+    }
+    let mut code = exit::OK;
+    for (channel, task) in running {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                error!(channel, error = %err, "bridge failed");
+                code = exit::UNAVAILABLE;
+            }
+            Err(join) => {
+                warn!(channel, error = %join, "a bridge task ended abnormally");
+                code = exit::UNAVAILABLE;
+            }
+        }
+    }
+    info!("bridge stopped");
+    code
+}
+
+/// The channels `muster bridge` was asked to serve, with their secrets read. Never `Debug`ged
+/// as a whole into logs; each secret type hides itself anyway.
+struct BridgeChannels {
+    matrix: Option<(String, String, Login)>,
+    http_listen: Option<SocketAddr>,
+    http_tokens: Option<Tokens>,
+    slack_secret: Option<SigningSecret>,
+    slack_webhook: Option<WebhookUrl>,
+}
+
+impl BridgeChannels {
+    /// Reads the secrets the flags name and checks that at least one channel is configured
+    /// and that a listening address serves something; the error says how to fix it.
+    fn from_args(args: &BridgeArgs) -> Result<Self, String> {
+        let secret = |var: &str| {
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| format!("the environment variable {var} is not set (or empty)"))
+        };
+        let matrix = match (&args.matrix_homeserver, &args.matrix_room) {
+            (Some(homeserver), Some(room)) => {
+                let login = match (&args.matrix_user, &args.matrix_password_env, &args.matrix_token_env) {
+                    (Some(user), Some(var), None) => Login::Password {
+                        user: user.clone(),
+                        password: AccessToken::new(secret(var)?),
+                        device_id: args.matrix_device_id.clone(),
+                    },
+                    (None, None, Some(var)) => Login::Token(AccessToken::new(secret(var)?)),
+                    _ => {
+                        return Err(
+                            "Matrix needs a login: --matrix-user with --matrix-password-env, or --matrix-token-env"
+                                .to_owned(),
+                        );
+                    }
+                };
+                Some((homeserver.clone(), room.clone(), login))
+            }
+            (None, None) => None,
+            _ => return Err("Matrix needs both --matrix-homeserver and --matrix-room".to_owned()),
+        };
+        let http_tokens = match &args.http_tokens_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|err| format!("cannot read the tokens file {}: {err}", path.display()))?;
+                Some(Tokens::from_file_text(&text).map_err(|err| format!("{}: {err}", path.display()))?)
+            }
+            None => None,
+        };
+        let slack_secret = match &args.slack_signing_secret_env {
+            Some(var) => Some(SigningSecret::new(secret(var)?.trim().as_bytes().to_vec())),
+            None => None,
+        };
+        let slack_webhook = match &args.slack_webhook_url_env {
+            Some(var) => Some(WebhookUrl::parse(&secret(var)?).map_err(|err| format!("{var}: {err}"))?),
+            None => None,
+        };
+        if args.http_listen.is_some() && http_tokens.is_none() && slack_secret.is_none() {
+            return Err("--http-listen serves nothing by itself: add --http-tokens-file (the HTTP API) and/or \
+                 --slack-signing-secret-env (Slack's slash commands and buttons)"
+                .to_owned());
+        }
+        if matrix.is_none() && args.http_listen.is_none() && slack_webhook.is_none() {
+            return Err("the bridge has no channel to serve; give at least one of\n  \
+                 Matrix:   --matrix-homeserver URL --matrix-room ROOM and --matrix-user/--matrix-password-env or --matrix-token-env\n  \
+                 Slack:    --slack-webhook-url-env VAR (notices) and/or --http-listen ADDR --slack-signing-secret-env VAR (answers)\n  \
+                 HTTP API: --http-listen ADDR --http-tokens-file FILE\n\
+                 (see `muster bridge --help`)"
+                .to_owned());
+        }
+        Ok(Self { matrix, http_listen: args.http_listen, http_tokens, slack_secret, slack_webhook })
     }
 }
 
-/// The principal's signer from its seed file, with a warning when others can read the file.
-fn read_signer(path: &Path, principal: &str) -> Result<Signer, String> {
+/// The principal's signer from its seed file, and the seed for the Slack and HTTP sink, with a
+/// warning when others can read the file.
+fn read_signer(path: &Path, principal: &str) -> Result<(Signer, Seed), String> {
     let text =
         std::fs::read_to_string(path).map_err(|err| format!("cannot read the key file {}: {err}", path.display()))?;
     if let Ok(metadata) = std::fs::metadata(path) {
@@ -269,7 +409,8 @@ fn read_signer(path: &Path, principal: &str) -> Result<Signer, String> {
             warn!(file = %path.display(), mode = format!("{:o}", mode & 0o777), "the key file is readable by others; chmod 600 it");
         }
     }
-    Signer::new(principal, &text).map_err(|err| format!("{}: {err}", path.display()))
+    let signer = Signer::new(principal, &text).map_err(|err| format!("{}: {err}", path.display()))?;
+    Ok((signer, Seed::new(text.trim())))
 }
 
 fn hostname() -> String {

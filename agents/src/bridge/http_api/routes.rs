@@ -10,9 +10,10 @@ use axum::extract::{Extension, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
 use muster_schemas::answer::{AnswerAction, Identity};
 use muster_schemas::message::{AnswerReply, PromptKind};
-use muster_schemas::run::RunState;
+use muster_schemas::run::{PromptState, RunState};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -32,6 +33,8 @@ pub(super) struct PromptView {
     kind: PromptKind,
     title: String,
     run_state: Option<RunState>,
+    state: Option<PromptState>,
+    due: Option<Timestamp>,
     open: bool,
 }
 
@@ -44,6 +47,8 @@ impl From<PromptInfo> for PromptView {
             kind: info.kind,
             title: info.title,
             run_state: info.run_state,
+            state: info.state,
+            due: info.due,
             open,
         }
     }

@@ -90,7 +90,7 @@ async fn without_a_known_token_nothing_is_shown_or_answered() {
 }
 
 #[tokio::test]
-async fn open_prompts_are_listed_from_the_prompts_bucket() {
+async fn open_prompts_are_listed_from_the_run_snapshots() {
     let h = start(Reply::Accept).await;
     let (status, body) = h.call("GET", "/v1/escalations", Some(ALICE), None).await;
     assert_eq!(status, 200, "{body}");

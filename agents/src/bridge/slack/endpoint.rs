@@ -66,6 +66,12 @@ struct Shared<S> {
 
 /// The Slack routes over `sink`, without a socket (serve it with [`crate::gateway::serve`]).
 pub fn app<S: AnswerSink>(sink: S, options: SlackOptions) -> Router {
+    routes(sink, options).fallback(not_found)
+}
+
+/// [`app`] without a fallback, to merge into a router that has its own (axum refuses to merge
+/// two routers that both have one).
+pub fn routes<S: AnswerSink>(sink: S, options: SlackOptions) -> Router {
     // One retry: a reply that arrives much later than the click only confuses.
     let response_options = WebhookOptions { max_attempts: 2, timeout: Duration::from_secs(5), ..Default::default() };
     let responses = WebhookClient::new(response_options)
@@ -76,7 +82,6 @@ pub fn app<S: AnswerSink>(sink: S, options: SlackOptions) -> Router {
     Router::new()
         .route("/slack/commands", post(commands::<S>))
         .route("/slack/actions", post(actions::<S>))
-        .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(shared)
 }

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  "ESC-12" ── KV muster_prompts n.12 ──▶ {run_id, kind, title}
+//!  listing ── RunStore::list() ──▶ RunSnapshot.prompts (open ones of unfinished runs)
 //!                                          │
 //!  AnswerBody {run_id, prompt, action, note, responder, nonce, issued_at, expires_at}
 //!     └─ SignedAnswer::sign(bridge principal's seed)
@@ -22,16 +23,16 @@ use muster_bus::subjects::Subjects;
 use muster_bus::{Bucket, Error as BusError, Kv, Messaging};
 use muster_schemas::answer::{AnswerAction, AnswerBody, Identity, SignedAnswer};
 use muster_schemas::message::{AnswerReply, PromptKind};
-use muster_schemas::run::RunState;
+use muster_schemas::run::{PromptRecord, PromptState, RunSnapshot, RunState};
 use muster_schemas::{Component, Payload, Sender};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// A prompt as the Prompts bucket knows it (`n.<number>`), with its run's state.
+/// A prompt as the Prompts bucket knows it (`n.<number>`), with what its run's snapshot says
+/// about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PromptInfo {
     /// The short id people type, canonical (`ESC-12`).
@@ -44,13 +45,31 @@ pub struct PromptInfo {
     pub title: String,
     /// The run's state, when its snapshot was found: a prompt of a finished run is closed.
     pub run_state: Option<RunState>,
+    /// The prompt's own state, when its run's snapshot records it (`open`, `answered`, ...).
+    pub state: Option<PromptState>,
+    /// The next deadline of its ladder, if any: what a dashboard sorts by.
+    pub due: Option<Timestamp>,
 }
 
 impl PromptInfo {
     /// Whether the prompt may still take answers as far as the bridge can tell: its run exists
-    /// and has not finished. The orchestrator has the last word.
+    /// and has not finished, and the snapshot does not record it as closed. The orchestrator
+    /// has the last word.
     pub fn is_open(&self) -> bool {
-        self.run_state.is_some_and(|state| !state.is_terminal())
+        self.run_state.is_some_and(|state| !state.is_terminal()) && self.state.is_none_or(PromptState::is_open)
+    }
+
+    /// The view of a prompt the run's snapshot records.
+    fn of_record(run: &RunSnapshot, record: &PromptRecord) -> Self {
+        Self {
+            prompt: record.label(),
+            run_id: run.id,
+            kind: record.kind,
+            title: record.title.clone(),
+            run_state: Some(run.state),
+            state: Some(record.state),
+            due: record.due,
+        }
     }
 }
 
@@ -206,15 +225,17 @@ impl<B: Kv + Messaging + Clone> BusAnswerSink<B> {
             kind: entry.kind,
             title: entry.title,
             run_state: None,
+            state: None,
+            due: None,
         }))
     }
 
-    /// The state of a run, from its snapshot; `None` when there is none.
-    async fn run_state(&self, run: Uuid) -> Result<Option<RunState>, SinkError> {
+    /// A run's snapshot; `None` when there is none.
+    async fn snapshot(&self, run: Uuid) -> Result<Option<RunSnapshot>, SinkError> {
         crate::store::RunStore::new(self.bus.clone())
             .load(run)
             .await
-            .map(|found| found.map(|(snapshot, _)| snapshot.state))
+            .map(|found| found.map(|(snapshot, _)| snapshot))
             .map_err(|err| SinkError::Failed(format!("cannot read run {run}: {err}")))
     }
 
@@ -231,34 +252,36 @@ impl<B: Kv + Messaging + Clone> BusAnswerSink<B> {
 impl<B: Kv + Messaging + Clone> AnswerSink for BusAnswerSink<B> {
     async fn lookup(&self, prompt: &str) -> Result<PromptInfo, SinkError> {
         let mut info = self.find(prompt).await?;
-        info.run_state = self.run_state(info.run_id).await?;
+        let Some(run) = self.snapshot(info.run_id).await? else { return Ok(info) };
+        let number = split_prompt(&info.prompt).map(|(_, number)| number);
+        match run.prompts.iter().find(|record| Some(record.number) == number && record.kind == info.kind) {
+            Some(record) => info = PromptInfo::of_record(&run, record),
+            None => info.run_state = Some(run.state),
+        }
         Ok(info)
     }
 
-    /// Reads every `n.<number>` entry and the snapshot of each run once: the cost grows with
-    /// the prompts kept in the bucket, which is fine for a listing people ask for.
+    /// Reads every run snapshot once and lists the open prompts of the unfinished ones: the
+    /// snapshot is the orchestrator's own record, so an answered prompt of a waiting run is
+    /// not listed. The cost grows with the runs kept, which is fine for a listing people ask
+    /// for.
     async fn open_prompts(&self) -> Result<Vec<PromptInfo>, SinkError> {
-        let keys = self.bus.kv_keys(Bucket::Prompts).await.map_err(bus_failed)?;
-        let mut numbers: Vec<u64> =
-            keys.iter().filter_map(|key| key.strip_prefix("n.").and_then(|n| n.parse().ok())).collect();
-        numbers.sort_unstable();
-        let mut states: HashMap<Uuid, Option<RunState>> = HashMap::new();
-        let mut open = Vec::new();
-        for number in numbers {
-            let Some(mut info) = self.entry(number).await? else { continue };
-            info.run_state = match states.get(&info.run_id) {
-                Some(state) => *state,
-                None => {
-                    let state = self.run_state(info.run_id).await?;
-                    states.insert(info.run_id, state);
-                    state
-                }
-            };
-            if info.is_open() {
-                open.push(info);
-            }
-        }
-        Ok(open)
+        let runs = crate::store::RunStore::new(self.bus.clone())
+            .list()
+            .await
+            .map_err(|err| SinkError::Failed(format!("cannot list runs: {err}")))?;
+        let mut open: Vec<(u64, PromptInfo)> = runs
+            .iter()
+            .filter(|run| !run.state.is_terminal())
+            .flat_map(|run| {
+                run.prompts
+                    .iter()
+                    .filter(|record| record.number != 0 && record.state.is_open())
+                    .map(move |record| (record.number, PromptInfo::of_record(run, record)))
+            })
+            .collect();
+        open.sort_by_key(|(number, _)| *number);
+        Ok(open.into_iter().map(|(_, info)| info).collect())
     }
 
     async fn answer(

@@ -106,8 +106,33 @@ pub fn accepted_message(body: &AnswerBody) -> String {
     }
 }
 
-/// Writes the Prompts bucket entry `n.<number>` as the orchestrator does.
+/// Writes the Prompts bucket entry `n.<number>` as the orchestrator does, and records the
+/// prompt, open, in its run's snapshot when there is one.
 pub async fn prompt_entry(bus: &MemoryBus, number: u64, run: Uuid, kind: &str, title: &str) {
     let value = serde_json::json!({"run_id": run, "kind": kind, "title": title});
     bus.kv_create(Bucket::Prompts, &format!("n.{number}"), Bytes::from(value.to_string())).await.unwrap();
+    let store = crate::store::RunStore::new(bus.clone());
+    let Some((mut snapshot, revision)) = store.load(run).await.unwrap() else { return };
+    snapshot.prompts.push(muster_schemas::run::PromptRecord {
+        number,
+        kind: serde_json::from_value(serde_json::json!(kind)).unwrap(),
+        source: "test".into(),
+        subject: muster_schemas::run::PromptSubject::Run,
+        state: muster_schemas::run::PromptState::Open,
+        blocking: true,
+        raised_at: jiff::Timestamp::now(),
+        title: title.into(),
+        text: String::new(),
+        stage: muster_schemas::run::LadderStage::Triage,
+        due: None,
+        notified: Vec::new(),
+        acknowledged_by: None,
+        outcome: None,
+        fields: Default::default(),
+        approvals: Vec::new(),
+        binding: None,
+        notices: 0,
+        last_notice: None,
+    });
+    store.save(&snapshot, revision).await.unwrap();
 }
