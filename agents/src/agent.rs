@@ -16,7 +16,7 @@ use crate::probe;
 use crate::{Result, wire};
 use jiff::Timestamp;
 use muster_bus::subjects::Subjects;
-use muster_bus::{Bus, Delivery, Error as BusError};
+use muster_bus::{Bus, Delivery, Error as BusError, Subscription};
 use muster_schemas::message::{AgentHeartbeat, Outcome, StepAssigned, StepProgress, StepResult, StepStarted};
 use muster_schemas::{Component, Payload, Role, Sender};
 use std::collections::BTreeMap;
@@ -74,6 +74,9 @@ struct Inner<B> {
     sender: Sender,
     stats: AgentStats,
     started_at: Timestamp,
+    /// The running steps of each run, by run: a token (a child of the shutdown token) that a
+    /// stop signal cancels, and how many steps use it.
+    stops: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (CancellationToken, usize)>>,
 }
 
 impl<B: Bus> Agent<B> {
@@ -81,7 +84,14 @@ impl<B: Bus> Agent<B> {
     pub fn new(bus: B, options: AgentOptions) -> Self {
         let sender = Sender { component: Component::Agent, role: Some(options.role), id: options.id.clone() };
         Self {
-            inner: Arc::new(Inner { bus, options, sender, stats: AgentStats::default(), started_at: Timestamp::now() }),
+            inner: Arc::new(Inner {
+                bus,
+                options,
+                sender,
+                stats: AgentStats::default(),
+                started_at: Timestamp::now(),
+                stops: Default::default(),
+            }),
         }
     }
 
@@ -99,6 +109,7 @@ impl<B: Bus> Agent<B> {
         let tasks = TaskTracker::new();
         let steps_cancel = CancellationToken::new();
         tasks.spawn(self.clone().heartbeats(cancel.clone()));
+        tasks.spawn(self.clone().listen_for_stops(cancel.clone()));
         info!(role = %role, agent_id = %options.id, concurrency = options.concurrency, "agent ready");
         let mut waiting_for_provisioning = false;
         loop {
@@ -144,6 +155,51 @@ impl<B: Bus> Agent<B> {
         }
         info!(role = %role, "agent stopped");
         Ok(())
+    }
+
+    /// Stops the running steps of runs an operator cancelled (`muster.stop.<run>`).
+    async fn listen_for_stops(self, cancel: CancellationToken) {
+        let subject = self.inner.options.subjects.stop_all();
+        let mut signals = match self.inner.bus.signals(&subject).await {
+            Ok(signals) => signals,
+            Err(err) => {
+                warn!(error = %err, "cannot listen for stop signals; cancelled runs' steps will run to the end");
+                return;
+            }
+        };
+        loop {
+            let signal = tokio::select! {
+                () = cancel.cancelled() => return,
+                signal = signals.next() => signal,
+            };
+            let Some((_, payload)) = signal else { return };
+            let Some(run) = std::str::from_utf8(&payload).ok().and_then(|t| t.parse::<uuid::Uuid>().ok()) else {
+                continue;
+            };
+            let stops = self.inner.stops.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((token, running)) = stops.get(&run) {
+                info!(run_id = %run, running, "the run was cancelled; stopping its steps");
+                token.cancel();
+            }
+        }
+    }
+
+    /// The token that stops `run`'s steps on this agent (created with the first of them).
+    fn stop_token(&self, run: uuid::Uuid, steps_cancel: &CancellationToken) -> CancellationToken {
+        let mut stops = self.inner.stops.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = stops.entry(run).or_insert_with(|| (steps_cancel.child_token(), 0));
+        entry.1 += 1;
+        entry.0.clone()
+    }
+
+    fn release_stop_token(&self, run: uuid::Uuid) {
+        let mut stops = self.inner.stops.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = stops.get_mut(&run) {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                stops.remove(&run);
+            }
+        }
     }
 
     async fn heartbeats(self, cancel: CancellationToken) {
@@ -257,12 +313,13 @@ impl<B: Bus> Agent<B> {
         let started_at = Timestamp::now();
         let started = Instant::now();
         let wants_stdout = work.outputs.iter().any(|o| o.from == "stdout_json");
+        let stop = self.stop_token(work.run_id, &steps_cancel);
         let execution = async {
             match (&work.exec, &work.probe) {
-                (Some(spec), _) => exec::run(spec, &env, wants_stdout, &steps_cancel).await.map(|r| (r, None)),
+                (Some(spec), _) => exec::run(spec, &env, wants_stdout, &stop).await.map(|r| (r, None)),
                 (None, Some(probe)) => {
                     let timeout = Duration::from_millis(work.timeout_ms());
-                    probe::run(probe, timeout, &steps_cancel)
+                    probe::run(probe, timeout, &stop)
                         .await
                         .map(|p| (p.report, Some(p.outputs)))
                         .ok_or(Interrupted::Cancelled)
@@ -280,10 +337,21 @@ impl<B: Bus> Agent<B> {
             }
         };
         stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.release_stop_token(work.run_id);
         let written = std::fs::read_to_string(&outputs_file).unwrap_or_default();
         let _ = std::fs::remove_file(&outputs_file);
         let (mut report, measured) = match report {
             Ok(found) => found,
+            // Stopped because the run was cancelled (not because this agent shuts down): the
+            // step failed, and the orchestrator compensates what it may have done.
+            Err(Interrupted::Cancelled) if !steps_cancel.is_cancelled() => {
+                info!("step stopped: the run was cancelled");
+                let mut report = exec::ExecReport::refused("the run was cancelled");
+                report.stderr_tail = "[muster] stopped: the run was cancelled; its process group was killed".to_owned();
+                report.outcome = Outcome::Failed;
+                report.duration = started.elapsed();
+                (report, None)
+            }
             Err(Interrupted::Cancelled | Interrupted::TimedOut) => {
                 info!("step interrupted by shutdown; releasing it to another agent");
                 if let Err(err) = delivery.nak(Duration::ZERO).await {

@@ -104,6 +104,16 @@ impl Subjects {
         format!("{}.control.*", self.prefix)
     }
 
+    /// Stop the running steps of a run (core NATS signal, lossy): `muster.stop.<run>`.
+    pub fn stop(&self, run: &str) -> String {
+        format!("{}.stop.{run}", self.prefix)
+    }
+
+    /// Every stop signal (what agents listen to).
+    pub fn stop_all(&self) -> String {
+        format!("{}.stop.*", self.prefix)
+    }
+
     /// Step progress of a run (core NATS, lossy): `muster.progress.<run>`.
     pub fn progress(&self, run: &str) -> String {
         format!("{}.progress.{run}", self.prefix)

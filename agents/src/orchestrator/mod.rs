@@ -24,6 +24,7 @@ mod triggers;
 
 use crate::store::RunStore;
 use crate::{Error, Result, wire};
+use bytes::Bytes;
 use engine::{Applied, Effect};
 use muster_bus::subjects::Subjects;
 use muster_bus::{Bus, Delivery, EventStream};
@@ -332,6 +333,11 @@ impl<B: Bus> Orchestrator<B> {
                         Ok(())
                     }
                     Effect::Notify { index, seq, notice } => self.notify(run_id, *index, *seq, notice).await,
+                    Effect::StopRunning => {
+                        let subject = self.inner.options.subjects.stop(&run_id.to_string());
+                        info!(run_id = %run_id, "asking agents to stop the run's running steps");
+                        self.inner.bus.signal(&subject, Bytes::from(run_id.to_string())).await.map_err(Error::from)
+                    }
                     Effect::Finished(state) => {
                         info!(run_id = %run_id, state = state.as_str(), "run finished");
                         let finished = Payload::RunFinished(RunFinished { run_id, state: *state });

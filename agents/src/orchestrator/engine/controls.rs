@@ -88,11 +88,14 @@ fn cancel(run: &mut RunSnapshot, by: &str, now: Timestamp) -> Result<Vec<Effect>
     run.cancelled = true;
     run.paused = false;
     run.state = RunState::Running;
+    // Work still running is stopped rather than waited for; its failure is then compensated.
+    let stop: Vec<Effect> =
+        run.steps.iter().any(|s| s.state == StepState::Running).then_some(Effect::StopRunning).into_iter().collect();
     if run.rollback.is_some() {
         // Already rolling back: it ends `cancelled` instead of `rolled_back`.
-        return Ok(Vec::new());
+        return Ok(stop);
     }
-    Ok(rollback::begin(run, format!("cancelled by {by}"), now))
+    Ok(stop.into_iter().chain(rollback::begin(run, format!("cancelled by {by}"), now)).collect())
 }
 
 /// Sets the step's new state, unblocks the steps that were skipped because of it, and reopens a

@@ -50,6 +50,9 @@ pub enum Effect {
     WakeAt(Timestamp),
     /// Announce that the run ended.
     Finished(RunState),
+    /// Ask the agents to stop this run's running steps now (a cancelled run); lossy: a step
+    /// that misses it finishes and is compensated like the others.
+    StopRunning,
     /// Publish a notice about prompt `index` for people; `seq` makes its message id unique
     /// and repeatable.
     Notify {

@@ -396,7 +396,11 @@ fn operators_cancel_pause_retry_and_skip() {
     let mut run = run_of(SAGA, &[]);
     let network = dispatched(&start(&mut run, t(0))).remove(0);
     let noop = dispatched(&changed(apply_result(&mut run, &result(&network, Outcome::Succeeded, &[]), t(1)))).remove(0);
-    assert!(apply_control(&mut run, &Control::Cancel, "ops", t(2)).unwrap().is_empty(), "noop is still running");
+    assert_eq!(
+        apply_control(&mut run, &Control::Cancel, "ops", t(2)).unwrap(),
+        [Effect::StopRunning],
+        "noop is still running: it is asked to stop, nothing is compensated before it ends"
+    );
     assert!(apply_control(&mut run, &Control::Cancel, "ops", t(2)).is_err(), "only once");
     let undo = dispatched(&changed(apply_result(&mut run, &result(&noop, Outcome::Succeeded, &[]), t(3)))).remove(0);
     assert_eq!(ids(std::slice::from_ref(&undo)), ["network:rollback"], "compensation starts once nothing runs");
