@@ -39,6 +39,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+/// Runs that ended this recently get their last audit record appended again on recovery: less
+/// than the bus's 10-minute duplicate window, so a record that did make it is dropped as a
+/// duplicate.
+const RECENTLY_ENDED_SECS: i64 = 9 * 60;
+
 /// Name of the orchestrator's durable consumer of step results.
 pub const RESULTS_CONSUMER: &str = "orchestrator";
 
@@ -183,6 +188,19 @@ impl<B: Bus> Orchestrator<B> {
         let mut resumed = 0;
         for (run, revision) in self.inner.store.list_with_revisions().await? {
             if run.state.is_terminal() {
+                // A run that ended just before a crash may lack the audit record of its last
+                // write; within the bus's duplicate window a repeat is dropped, so append it.
+                let recent = run.finished_at.is_some_and(|at| {
+                    crate::clock::now().duration_since(at) < jiff::SignedDuration::from_secs(RECENTLY_ENDED_SECS)
+                });
+                if recent {
+                    let changes = vec![format!(
+                        "ended {} (checked by {} after a restart)",
+                        run.state.as_str(),
+                        self.inner.options.id
+                    )];
+                    self.audit_durably(&run, revision, "recovery", changes, cancel).await;
+                }
                 // Ended runs only need their escalations' follow-up timers.
                 if let Some(at) = engine::prompts::next_due(&run, jiff::Timestamp::MIN) {
                     self.inner.timers.arm(at, run.id);
