@@ -67,20 +67,8 @@ impl<B: Bus> Shared<B> {
 
     /// Posts one notice and settles its delivery. Left unsettled on shutdown: it comes again.
     async fn on_notice(&self, delivery: NoticeDelivery<B>, shutdown: &CancellationToken) {
-        let envelope = match wire::decode(delivery.payload()) {
-            Ok(envelope) => envelope,
-            Err(err) => {
-                warn!(subject = delivery.subject(), error = %err, "undecodable notice; dead-lettering it");
-                settle(delivery.dead_letter(&format!("undecodable notice: {err}")).await);
-                return;
-            }
-        };
-        let Payload::PromptNotice(notice) = envelope.payload else {
-            debug!(subject = delivery.subject(), kind = envelope.payload.kind(), "not a notice; skipping");
-            settle(delivery.ack().await);
-            return;
-        };
-        match self.post_notice(&notice, envelope.id, &delivery, shutdown).await {
+        let Some((notice, envelope_id, delivery)) = open_notice(delivery).await else { return };
+        match self.post_notice(&notice, envelope_id, &delivery, shutdown).await {
             Ok(true) => settle(delivery.ack().await),
             Ok(false) => {}
             Err(err) => {
@@ -163,6 +151,25 @@ pub(super) async fn bind_consumer<B: Bus>(
             Err(err) => return Err(err.into()),
         }
     }
+}
+
+/// The notice a delivery carries, with its envelope id; anything else is settled here (an
+/// undecodable message dead-lettered, another kind acked) and gives `None`.
+pub(super) async fn open_notice<D: Delivery>(delivery: D) -> Option<(PromptNotice, Uuid, D)> {
+    let envelope = match wire::decode(delivery.payload()) {
+        Ok(envelope) => envelope,
+        Err(err) => {
+            warn!(subject = delivery.subject(), error = %err, "undecodable notice; dead-lettering it");
+            settle(delivery.dead_letter(&format!("undecodable notice: {err}")).await);
+            return None;
+        }
+    };
+    let Payload::PromptNotice(notice) = envelope.payload else {
+        debug!(subject = delivery.subject(), kind = envelope.payload.kind(), "not a notice; skipping");
+        settle(delivery.ack().await);
+        return None;
+    };
+    Some((notice, envelope.id, delivery))
 }
 
 pub(super) fn settle(result: muster_bus::Result<()>) {

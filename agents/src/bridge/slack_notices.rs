@@ -9,16 +9,14 @@
 //! Slack's webhooks have no idempotency key, so a notice redelivered after a crash between the
 //! post and the ack is posted twice; a missed notice would be worse.
 
-use super::notices::{NoticeDelivery, PULL_WAIT, REFUSED_RETRY, bind_consumer, settle};
+use super::notices::{NoticeDelivery, PULL_WAIT, REFUSED_RETRY, bind_consumer, open_notice, settle};
 use super::slack::webhook::{WebhookClient, WebhookOptions, WebhookUrl};
 use super::{Error, millis, pause};
-use crate::wire;
 use muster_bus::subjects::Subjects;
 use muster_bus::{Bus, Delivery, EventStream};
-use muster_schemas::Payload;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 /// The durable consumer's name: one position for all bridge instances posting to Slack.
 pub const CONSUMER: &str = "bridge-slack";
@@ -77,19 +75,7 @@ async fn on_notice<B: Bus>(
     delivery: NoticeDelivery<B>,
     shutdown: &CancellationToken,
 ) {
-    let envelope = match wire::decode(delivery.payload()) {
-        Ok(envelope) => envelope,
-        Err(err) => {
-            warn!(subject = delivery.subject(), error = %err, "undecodable notice; dead-lettering it");
-            settle(delivery.dead_letter(&format!("undecodable notice: {err}")).await);
-            return;
-        }
-    };
-    let Payload::PromptNotice(notice) = envelope.payload else {
-        debug!(subject = delivery.subject(), kind = envelope.payload.kind(), "not a notice; skipping");
-        settle(delivery.ack().await);
-        return;
-    };
+    let Some((notice, _, delivery)) = open_notice(delivery).await else { return };
     let post = client.post_notice(&options.url, &notice);
     tokio::pin!(post);
     // The client's own retries can outlast the lease; keep the notice claimed meanwhile.
