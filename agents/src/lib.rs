@@ -9,6 +9,7 @@
 //! - [`judge`]: evaluating a quality gate's criteria into a verdict with evidence.
 //! - [`probe`]: native `http`, `tcp`, `tls` checks and waits.
 //! - [`outputs`]: reading a step's declared outputs from its standard output or outputs file.
+//! - [`request_signature`]: HMAC-signed webhook requests (gateway triggers, Slack).
 //! - [`store`]: run snapshots in KV with compare-and-set.
 //! - [`wire`]: envelopes on the bus and deterministic message ids.
 //! - [`gateway`]: the HTTP gateway that starts runs from signed webhook requests.
@@ -33,6 +34,7 @@ pub mod judge;
 pub mod orchestrator;
 pub mod outputs;
 pub mod probe;
+pub mod request_signature;
 pub mod store;
 pub mod wire;
 

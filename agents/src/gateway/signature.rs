@@ -13,12 +13,11 @@
 //! The `v1=` prefix leaves room for another scheme later without guessing from the digest's
 //! length.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use crate::request_signature::{self, HmacSha256, Problem};
+use hmac::Mac;
 use std::fmt;
 
-/// How far (either way) a request's timestamp may be from the gateway's clock.
-pub const REPLAY_WINDOW_SECS: u64 = 300;
+pub use crate::request_signature::REPLAY_WINDOW_SECS;
 
 /// The header carrying the unix time the caller signed at.
 pub const TIMESTAMP_HEADER: &str = "x-muster-timestamp";
@@ -28,8 +27,6 @@ pub const SIGNATURE_HEADER: &str = "x-muster-signature";
 
 /// The only signature scheme so far.
 const SCHEME: &str = "v1=";
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// A shared webhook secret. Its `Debug` never shows the bytes, so it cannot leak into logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -93,35 +90,38 @@ pub fn verify(
     body: &[u8],
     now: i64,
 ) -> Result<Verified, SignatureError> {
-    let timestamp = timestamp.ok_or(SignatureError::MissingTimestamp)?;
-    let seconds: i64 = match timestamp.parse() {
-        Ok(seconds) if timestamp.bytes().all(|b| b.is_ascii_digit()) => seconds,
-        _ => return Err(SignatureError::BadTimestamp),
-    };
-    let skew = now.abs_diff(seconds);
-    if skew > REPLAY_WINDOW_SECS {
-        return Err(SignatureError::Stale { skew });
-    }
-    let signature = signature.ok_or(SignatureError::MissingSignature)?;
-    let digest: [u8; 32] = signature
-        .strip_prefix(SCHEME)
-        .and_then(|hex_digits| hex::decode(hex_digits).ok())
-        .and_then(|digest| digest.try_into().ok())
-        .ok_or(SignatureError::Malformed)?;
-    let matches = secrets
-        .iter()
-        .any(|secret| keyed(secret, timestamp, body).is_some_and(|mac| mac.verify_slice(&digest).is_ok()));
-    if matches { Ok(Verified { digest, timestamp: seconds }) } else { Err(SignatureError::Mismatch) }
+    let keys = secrets.iter().map(|secret| secret.0.as_slice());
+    let checked = request_signature::verify(keys, timestamp, signature, SCHEME, now, |mac, timestamp| {
+        layout(mac, timestamp, body)
+    })
+    .map_err(SignatureError::from)?;
+    Ok(Verified { digest: checked.digest, timestamp: checked.timestamp })
 }
 
-/// The MAC state over `"{timestamp}.{body}"`; `None` only if the key were refused, which HMAC
-/// never does (any key length is valid).
-fn keyed(secret: &Secret, timestamp: &str, body: &[u8]) -> Option<HmacSha256> {
-    let mut mac = HmacSha256::new_from_slice(&secret.0).ok()?;
+impl From<Problem> for SignatureError {
+    fn from(problem: Problem) -> Self {
+        match problem {
+            Problem::MissingTimestamp => SignatureError::MissingTimestamp,
+            Problem::BadTimestamp => SignatureError::BadTimestamp,
+            Problem::Stale { skew } => SignatureError::Stale { skew },
+            Problem::MissingSignature => SignatureError::MissingSignature,
+            Problem::Malformed => SignatureError::Malformed,
+            Problem::Mismatch => SignatureError::Mismatch,
+        }
+    }
+}
+
+/// The signed message: `"{timestamp}.{body}"`.
+fn layout(mac: &mut HmacSha256, timestamp: &str, body: &[u8]) {
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
-    Some(mac)
+}
+
+/// The MAC over the signed message (what tests sign with).
+#[cfg(test)]
+fn keyed(secret: &Secret, timestamp: &str, body: &[u8]) -> Option<HmacSha256> {
+    request_signature::mac(&secret.0, timestamp, &|mac: &mut HmacSha256, timestamp: &str| layout(mac, timestamp, body))
 }
 
 #[cfg(test)]

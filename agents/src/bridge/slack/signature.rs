@@ -13,13 +13,13 @@
 //! refused, so a captured request cannot be replayed later. The digest is compared in constant
 //! time (`hmac`'s `verify_slice`), so timing does not reveal how much of a forgery matched.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use crate::request_signature::{self, HmacSha256, Problem};
+use hmac::Mac;
 use std::fmt;
 
 /// How far (either way) a request's timestamp may be from our clock; Slack documents five
-/// minutes.
-pub const REPLAY_WINDOW_SECS: u64 = 300;
+/// minutes, the same window as every signed request muster takes.
+pub use crate::request_signature::REPLAY_WINDOW_SECS;
 
 /// The header carrying the unix time Slack signed at.
 pub const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
@@ -29,8 +29,6 @@ pub const SIGNATURE_HEADER: &str = "x-slack-signature";
 
 /// The only scheme Slack uses so far; both the basestring and the header start with it.
 const VERSION: &str = "v0";
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// The Slack app's signing secret ("Basic Information" → "App Credentials"). Its `Debug` never
 /// shows the bytes, so it cannot leak into logs.
@@ -88,25 +86,25 @@ pub fn verify(
     body: &[u8],
     now: i64,
 ) -> Result<(), SignatureError> {
-    let timestamp = timestamp.ok_or(SignatureError::MissingTimestamp)?;
-    // `parse` alone would take `+1531420618`, which is not what Slack sends or signs.
-    let seconds: i64 = match timestamp.parse() {
-        Ok(seconds) if timestamp.bytes().all(|b| b.is_ascii_digit()) => seconds,
-        _ => return Err(SignatureError::BadTimestamp),
-    };
-    let skew = now.abs_diff(seconds);
-    if skew > REPLAY_WINDOW_SECS {
-        return Err(SignatureError::Stale { skew });
+    let scheme = format!("{VERSION}=");
+    request_signature::verify([secret.0.as_slice()], timestamp, signature, &scheme, now, |mac, timestamp| {
+        layout(mac, timestamp, body)
+    })
+    .map(drop)
+    .map_err(SignatureError::from)
+}
+
+impl From<Problem> for SignatureError {
+    fn from(problem: Problem) -> Self {
+        match problem {
+            Problem::MissingTimestamp => SignatureError::MissingTimestamp,
+            Problem::BadTimestamp => SignatureError::BadTimestamp,
+            Problem::Stale { skew } => SignatureError::Stale { skew },
+            Problem::MissingSignature => SignatureError::MissingSignature,
+            Problem::Malformed => SignatureError::Malformed,
+            Problem::Mismatch => SignatureError::Mismatch,
+        }
     }
-    let signature = signature.ok_or(SignatureError::MissingSignature)?;
-    let digest: [u8; 32] = signature
-        .strip_prefix(VERSION)
-        .and_then(|rest| rest.strip_prefix('='))
-        .and_then(|hex_digits| hex::decode(hex_digits).ok())
-        .and_then(|digest| digest.try_into().ok())
-        .ok_or(SignatureError::Malformed)?;
-    let matches = keyed(secret, timestamp, body).is_some_and(|mac| mac.verify_slice(&digest).is_ok());
-    if matches { Ok(()) } else { Err(SignatureError::Mismatch) }
 }
 
 /// The `X-Slack-Signature` value Slack would send for `body` at `timestamp`: what tests and
@@ -117,16 +115,18 @@ pub fn sign(secret: &SigningSecret, timestamp: &str, body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// The MAC state over the basestring `v0:{timestamp}:{body}`; `None` only if the key were
-/// refused, which HMAC never does (any key length is valid).
-fn keyed(secret: &SigningSecret, timestamp: &str, body: &[u8]) -> Option<HmacSha256> {
-    let mut mac = HmacSha256::new_from_slice(&secret.0).ok()?;
+/// The basestring Slack signs: `v0:{timestamp}:{body}`.
+fn layout(mac: &mut HmacSha256, timestamp: &str, body: &[u8]) {
     mac.update(VERSION.as_bytes());
     mac.update(b":");
     mac.update(timestamp.as_bytes());
     mac.update(b":");
     mac.update(body);
-    Some(mac)
+}
+
+/// The MAC over the basestring.
+fn keyed(secret: &SigningSecret, timestamp: &str, body: &[u8]) -> Option<HmacSha256> {
+    request_signature::mac(&secret.0, timestamp, &|mac: &mut HmacSha256, timestamp: &str| layout(mac, timestamp, body))
 }
 
 #[cfg(test)]
