@@ -371,32 +371,6 @@ async fn a_restarted_bridge_posts_once_and_answers_what_it_missed() {
     assert!(world.answers.try_recv().is_err(), "no answer was sent twice");
 }
 
-const ESCALATES: &str = r#"
-id: escalates
-version: "1"
-title: A deploy that asks the room
-groups:
-  oncall: {members: [alice]}
-escalations:
-  - id: deploy-failed
-    title: The deploy failed
-    severity: high
-    options:
-      - {id: retry, description: Try again, effect: retry}
-      - {id: skip, description: Go on without it, effect: skip}
-    fallback: skip
-    responders: {groups: [oncall]}
-steps:
-  - id: deploy
-    owner: devops
-    exec: {program: sh, args: ["-c", "echo 'ENOSPC: disk full' >&2; exit 3"]}
-    on_failure: {escalate: deploy-failed}
-  - id: after
-    owner: sre
-    needs: [deploy]
-    exec: {program: "true"}
-"#;
-
 /// The whole loop with no stand-ins: the real orchestrator raises the escalation, the bridge
 /// posts it, an unlisted user's reply is refused in the room and changes nothing, the bridge is
 /// killed and restarted between the post and the answer, and the allowed user's reply resumes
@@ -412,7 +386,7 @@ async fn an_answer_from_the_room_resumes_a_real_run_and_only_responders_count() 
     let room = alice.create_room("ops", &[&bridge_user.user_id, &mallory.user_id]).await;
     mallory.join(&room).await;
 
-    cluster.scenario("escalates.yaml", ESCALATES);
+    cluster.scenario("escalates.yaml", support::ESCALATES);
     let key_file = cluster.path("bridge.nk");
     let out = cluster.muster(&["keygen", "--out", key_file.to_str().unwrap(), "--name", "bridge", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -17,33 +17,6 @@ const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const ALICE_TOKEN: &str = "alice-token-0123456789abcdef";
 const MALLORY_TOKEN: &str = "mallory-token-0123456789abcdef";
 
-/// The protocol of tests/tests/bridge.rs: its first step fails and asks `oncall` (alice).
-const ESCALATES: &str = r#"
-id: escalates
-version: "1"
-title: A deploy that asks people
-groups:
-  oncall: {members: [alice]}
-escalations:
-  - id: deploy-failed
-    title: The deploy failed
-    severity: high
-    options:
-      - {id: retry, description: Try again, effect: retry}
-      - {id: skip, description: Go on without it, effect: skip}
-    fallback: skip
-    responders: {groups: [oncall]}
-steps:
-  - id: deploy
-    owner: devops
-    exec: {program: sh, args: ["-c", "echo 'ENOSPC: disk full' >&2; exit 3"]}
-    on_failure: {escalate: deploy-failed}
-  - id: after
-    owner: sre
-    needs: [deploy]
-    exec: {program: "true"}
-"#;
-
 /// A stand-in for Slack's incoming webhook: keeps every JSON body posted to it.
 async fn webhook_recorder() -> (String, Arc<Mutex<Vec<Value>>>) {
     let posted: Arc<Mutex<Vec<Value>>> = Arc::default();
@@ -113,7 +86,7 @@ async fn http_and_slack_answers_resume_a_real_run() {
     let (webhook, posted) = webhook_recorder().await;
     cluster.setting("BRIDGE_TEST_SLACK_SECRET", SIGNING_SECRET);
     cluster.setting("BRIDGE_TEST_SLACK_WEBHOOK", &webhook);
-    cluster.scenario("escalates.yaml", ESCALATES);
+    cluster.scenario("escalates.yaml", support::ESCALATES);
 
     let key_file = cluster.path("bridge.nk");
     let out = cluster.muster(&["keygen", "--out", key_file.to_str().unwrap(), "--name", "bridge", "--json"]);

@@ -8,6 +8,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A protocol whose first step fails (`ENOSPC: disk full` on stderr) and escalates to the
+/// `oncall` group (alice): options `retry` and `skip`, fallback `skip`; `after` runs once it is
+/// answered. The bridge tests answer it from chat and over HTTP.
+pub const ESCALATES: &str = r#"
+id: escalates
+version: "1"
+title: A deploy that asks people
+groups:
+  oncall: {members: [alice]}
+escalations:
+  - id: deploy-failed
+    title: The deploy failed
+    severity: high
+    options:
+      - {id: retry, description: Try again, effect: retry}
+      - {id: skip, description: Go on without it, effect: skip}
+    fallback: skip
+    responders: {groups: [oncall]}
+steps:
+  - id: deploy
+    owner: devops
+    exec: {program: sh, args: ["-c", "echo 'ENOSPC: disk full' >&2; exit 3"]}
+    on_failure: {escalate: deploy-failed}
+  - id: after
+    owner: sre
+    needs: [deploy]
+    exec: {program: "true"}
+"#;
+
 /// The `muster` binary built for this test run (`MUSTER_BIN` overrides).
 pub fn muster_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("MUSTER_BIN") {
