@@ -15,12 +15,16 @@ use muster_schemas::answer::AnswerAction;
 use muster_schemas::run::{PromptStatus, RunSnapshot};
 use uuid::Uuid;
 
+/// The number in a prompt id (`ESC-12` → 12), or why it is not one — checked before anything
+/// connects, so a typo is reported as a typo.
+fn prompt_number(name: &str) -> Result<u64, (u8, String)> {
+    let number = name.rsplit_once('-').and_then(|(_, n)| n.parse::<u64>().ok()).filter(|n| *n > 0);
+    number.ok_or_else(|| (exit::INVALID, format!("`{name}` is not a prompt id like ESC-12, F-3, A-4, D-5 or M-6")))
+}
+
 /// The run and prompt named by `ESC-12` (looked up by number) or by `RUN GATE`.
 async fn resolve(bus: &NatsBus, name: &str) -> Result<(Uuid, String), (u8, String)> {
-    let number = name.rsplit_once('-').and_then(|(_, n)| n.parse::<u64>().ok()).filter(|n| *n > 0);
-    let Some(number) = number else {
-        return Err((exit::INVALID, format!("`{name}` is not a prompt id like ESC-12, F-3, A-4, D-5 or M-6")));
-    };
+    let number = prompt_number(name)?;
     match prompts::lookup(bus, number).await {
         Ok(Some(found)) => Ok((found.run_id, name.to_ascii_uppercase())),
         Ok(None) => Err((exit::INVALID, format!("no prompt {name}; `muster escalations` lists the open ones"))),
@@ -36,6 +40,12 @@ pub async fn respond(
     note: Option<String>,
     cluster: Cluster,
 ) -> u8 {
+    if let [prompt] = target
+        && let Err((code, message)) = prompt_number(prompt)
+    {
+        eprintln!("error: {message}");
+        return code;
+    }
     let bus = match connect_cluster(settings, cluster.clone(), "muster-cli").await {
         Ok(bus) => bus,
         Err(code) => return code,
@@ -112,6 +122,10 @@ pub async fn list(settings: &Settings, all: bool, json: bool, cluster: Cluster) 
 
 /// `muster show ESC-12`: the prompt's context package and where it stands.
 pub async fn show(settings: &Settings, name: &str, json: bool, cluster: Cluster) -> u8 {
+    if let Err((code, message)) = prompt_number(name) {
+        eprintln!("error: {message}");
+        return code;
+    }
     let bus = match connect_cluster(settings, cluster, "muster-cli").await {
         Ok(bus) => bus,
         Err(code) => return code,
